@@ -1,0 +1,91 @@
+// Typed configuration from environment variables. Every setting names its variable, has a default and a
+// one-line description; a bad value stops the process at start with a message that names the variable.
+import { z } from 'zod';
+
+export interface Setting<T> {
+  /** The environment variable, e.g. MAAS_PORT. */
+  env: string;
+  schema: z.ZodType<T>;
+  /** The default as it would be written in the environment; undefined means "unset is allowed". */
+  default: string | undefined;
+  description: string;
+  /** Secrets are never printed (describeConfig shows them as "<set>"). */
+  secret: boolean;
+}
+
+export type ConfigSpec = Record<string, Setting<unknown>>;
+export type ConfigOf<S extends ConfigSpec> = { [K in keyof S]: S[K] extends Setting<infer T> ? T : never };
+
+export function setting<T>(env: string, schema: z.ZodType<T>, defaultValue: string | undefined, description: string, options: { secret?: boolean } = {}): Setting<T> {
+  return { env, schema, default: defaultValue, description, secret: options.secret ?? false };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly env: string, problem: string) {
+    super(`configuration: ${env} ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and checks every setting of the spec; throws a ConfigError naming the first bad variable. */
+export function loadConfig<S extends ConfigSpec>(spec: S, env: NodeJS.ProcessEnv = process.env): ConfigOf<S> {
+  const out: Record<string, unknown> = {};
+  for (const [field, s] of Object.entries(spec)) {
+    const raw = env[s.env] === undefined || env[s.env] === '' ? s.default : env[s.env];
+    const parsed = s.schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]?.message ?? 'is invalid';
+      const shown = s.secret || raw === undefined ? '' : ` (got "${raw}")`;
+      throw new ConfigError(s.env, `is invalid${shown}: ${issue}. ${s.description}`);
+    }
+    out[field] = parsed.data;
+  }
+  return out as ConfigOf<S>;
+}
+
+/** The effective configuration as printable lines, secrets hidden. */
+export function describeConfig<S extends ConfigSpec>(spec: S, config: ConfigOf<S>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [field, s] of Object.entries(spec)) {
+    const v = (config as Record<string, unknown>)[field];
+    out[s.env] = s.secret ? (v === undefined || v === '' ? '<unset>' : '<set>') : v;
+  }
+  return out;
+}
+
+/** Every variable of a spec with its default and description (for docs and for checking manifests). */
+export function listSettings(spec: ConfigSpec): { env: string; default: string | undefined; description: string }[] {
+  return Object.values(spec).map((s) => ({ env: s.env, default: s.default, description: s.description }));
+}
+
+// Common value shapes.
+export const port = () => z.coerce.number().int().min(0).max(65535);
+export const positiveInt = () => z.coerce.number().int().positive();
+export const nonNegativeInt = () => z.coerce.number().int().min(0);
+export const bool = () =>
+  z
+    .string()
+    .transform((v) => v.trim().toLowerCase())
+    .pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no']))
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+/** A comma-separated list; empty items are dropped. */
+export const list = () => z.string().transform((v) => v.split(',').map((s) => s.trim()).filter((s) => s.length > 0));
+export const optionalString = () => z.string().optional();
+export const logLevel = () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/** Settings every gRPC server of the mesh reads (the gateway and each service). */
+export function serverSettings(defaults: { port: number; metricsPort: number }) {
+  return {
+    host: setting('MAAS_HOST', z.string().min(1), '0.0.0.0', 'address the gRPC server binds to'),
+    port: setting('MAAS_PORT', port(), String(defaults.port), 'gRPC port (0 picks a free port)'),
+    metricsPort: setting('MAAS_METRICS_PORT', port(), String(defaults.metricsPort), 'Prometheus /metrics HTTP port (0 picks a free port)'),
+    metricsEnabled: setting('MAAS_METRICS_ENABLED', bool(), 'true', 'serve Prometheus metrics on MAAS_METRICS_PORT'),
+    drainGraceMs: setting('MAAS_DRAIN_GRACE_MS', nonNegativeInt(), '20000', 'on SIGTERM, how long in-flight calls may run before they are cut off'),
+    maxReceiveMessageBytes: setting('MAAS_MAX_RECEIVE_MESSAGE_BYTES', positiveInt(), String(16 * 1024 * 1024), 'largest request message accepted, in bytes'),
+    maxSendMessageBytes: setting('MAAS_MAX_SEND_MESSAGE_BYTES', positiveInt(), String(64 * 1024 * 1024), 'largest response message sent, in bytes'),
+    keepaliveTimeMs: setting('MAAS_KEEPALIVE_TIME_MS', positiveInt(), '30000', 'interval of HTTP/2 keepalive pings to clients'),
+    keepaliveTimeoutMs: setting('MAAS_KEEPALIVE_TIMEOUT_MS', positiveInt(), '10000', 'how long a keepalive ping may go unanswered before the connection is closed'),
+    logLevel: setting('MAAS_LOG_LEVEL', logLevel(), 'info', 'log level (fatal, error, warn, info, debug, trace, silent)'),
+  };
+}
+export type ServerSettings = ConfigOf<ReturnType<typeof serverSettings>>;

@@ -1,0 +1,369 @@
+// The server every component is built on: @grpc/grpc-js plus grpc.health.v1 (Check, List, Watch), server
+// reflection over every registered service, message-size limits, keepalive, graceful drain, and one wrapper
+// around each handler that turns the call into (request, CallContext) and any thrown error into a status.
+import { readFileSync } from 'node:fs';
+import { addAbortSignal, type Readable, type Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { loadFileDescriptorSetFromBuffer, type PackageDefinition } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { HealthService, type HealthCheckRequest, type HealthCheckResponse, type HealthListResponse } from '../../gen/grpc/health/v1/health.js';
+import { callSignal } from './call-signal.js';
+import type { ServerSettings } from './config.js';
+import { abortReason, NotFoundError, UnavailableError } from './errors.js';
+import { toStatus } from './grpc-status.js';
+import { HealthState, ServingStatus } from './health.js';
+import type { Logger } from './logger.js';
+import { rpcMetrics } from './telemetry/metrics.js';
+import { extractContext, tracer } from './telemetry/tracing.js';
+
+/** What a handler gets besides the request. */
+export interface CallContext {
+  /** Aborted when the caller cancels, the deadline passes, or the server stops this call. */
+  signal: AbortSignal;
+  /** Absolute deadline in epoch ms, if the caller set one. */
+  deadline: number | undefined;
+  /** The request's metadata (headers). Handlers read auth and similar from it; the domain never sees it. */
+  metadata: grpc.Metadata;
+  /** Full method name, e.g. `maas.embeddings.v1.EmbeddingService/Embed`. */
+  method: string;
+  /** The server span of this call. */
+  span: Span;
+  log: Logger;
+}
+
+interface MethodLike {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize: (value: never) => Buffer;
+  requestDeserialize: (value: Buffer) => unknown;
+  responseSerialize: (value: never) => Buffer;
+  responseDeserialize: (value: Buffer) => unknown;
+}
+type Req<M> = M extends { requestDeserialize: (value: Buffer) => infer R } ? R : never;
+type Res<M> = M extends { responseSerialize: (value: infer R) => Buffer } ? R : never;
+
+export type HandlerOf<M> = M extends { requestStream: false; responseStream: false }
+  ? (request: Req<M>, ctx: CallContext) => Promise<Res<M>> | Res<M>
+  : M extends { requestStream: false; responseStream: true }
+    ? (request: Req<M>, ctx: CallContext) => AsyncIterable<Res<M>>
+    : M extends { requestStream: true; responseStream: false }
+      ? (requests: AsyncIterable<Req<M>>, ctx: CallContext) => Promise<Res<M>>
+      : (requests: AsyncIterable<Req<M>>, ctx: CallContext) => AsyncIterable<Res<M>>;
+
+export type Handlers<D> = { [K in keyof D]: HandlerOf<D[K]> };
+
+export interface ServiceRegistration {
+  /** Fully qualified service name, e.g. `maas.registry.v1.ModelRegistryService`. */
+  name: string;
+  definition: Record<string, MethodLike>;
+  handlers: Record<string, (...args: never[]) => unknown>;
+  /** Methods whose calls may run forever (watch streams): not waited for on drain but ended with UNAVAILABLE. */
+  longLived: Set<string>;
+  /** Served during drain too (health). */
+  servesDuringDrain: boolean;
+}
+
+/** Binds a generated service definition to handlers written in the runtime's style. */
+export function defineService<D extends Record<string, MethodLike>>(
+  definition: D,
+  handlers: Handlers<D>,
+  options: { longLived?: (keyof D & string)[] } = {},
+): ServiceRegistration {
+  const first = Object.values(definition)[0];
+  if (!first) throw new Error('a service needs at least one method');
+  return {
+    name: first.path.slice(1, first.path.lastIndexOf('/')),
+    definition,
+    handlers: handlers as unknown as ServiceRegistration['handlers'],
+    longLived: new Set(options.longLived ?? []),
+    servesDuringDrain: false,
+  };
+}
+
+export interface MeshServerOptions {
+  /** Component name for logs (registry, embeddings, gateway, ...). */
+  component: string;
+  settings: Pick<ServerSettings, 'host' | 'port' | 'drainGraceMs' | 'maxReceiveMessageBytes' | 'maxSendMessageBytes' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs'>;
+  log: Logger;
+  services: ServiceRegistration[];
+  /** Descriptors for reflection beyond gen/descriptors.binpb (tests' own services). */
+  extraDescriptors?: PackageDefinition;
+  /** Extra grpc-js channel options. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+const DESCRIPTORS = new URL('../../gen/descriptors.binpb', import.meta.url);
+
+export class MeshServer {
+  readonly health = new HealthState();
+  private readonly server: grpc.Server;
+  private readonly log: Logger;
+  private draining = false;
+  private stopped = false;
+  private inFlightCount = 0;
+  private readonly idleWaiters = new Set<() => void>();
+  /** Watch streams, ended at drain (or, for health watches, at close so they report NOT_SERVING first). */
+  private readonly longLivedCalls = new Map<(reason: Error) => void, { untilClose: boolean }>();
+  private boundPort = 0;
+
+  constructor(private readonly options: MeshServerOptions) {
+    this.log = options.log;
+    const s = options.settings;
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': s.maxReceiveMessageBytes,
+      'grpc.max_send_message_length': s.maxSendMessageBytes,
+      'grpc.keepalive_time_ms': s.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': s.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
+      // Clients may ping every 10 s without being sent GOAWAY (grpc-js default is 5 min between pings).
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      ...options.channelOptions,
+    });
+    const services = [healthRegistration(this.health), ...options.services];
+    for (const reg of services) {
+      this.server.addService(reg.definition as unknown as grpc.ServiceDefinition, this.implementation(reg));
+      this.health.set(reg.name, ServingStatus.NOT_SERVING);
+    }
+    const names = services.map((r) => r.name);
+    const pkg = { ...loadFileDescriptorSetFromBuffer(readFileSync(DESCRIPTORS)), ...options.extraDescriptors };
+    new ReflectionService(pkg, { services: names }).addToServer(this.server);
+  }
+
+  /** Binds the port, marks every service SERVING and returns the bound port. */
+  async start(): Promise<number> {
+    const { host, port } = this.options.settings;
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.health.setAll(ServingStatus.SERVING);
+    this.log.info({ host, port: this.boundPort }, `${this.options.component} serving`);
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Calls being handled now, long-lived streams (watches) excluded. */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Graceful stop: health turns NOT_SERVING, new calls get UNAVAILABLE, watch streams end with UNAVAILABLE,
+   * in-flight calls get up to drainGraceMs to finish, then the server shuts down (cutting off what is left).
+   */
+  async drain(graceMs = this.options.settings.drainGraceMs): Promise<{ completed: boolean }> {
+    if (this.stopped) return { completed: true };
+    this.draining = true;
+    this.health.setAll(ServingStatus.NOT_SERVING);
+    this.log.info({ inFlight: this.inFlightCount, graceMs }, 'draining');
+    this.endLongLived(false);
+    // Let health watchers receive NOT_SERVING before anything is cut off.
+    await new Promise((r) => setTimeout(r, 20));
+    const completed = await this.waitIdle(graceMs);
+    if (!completed) this.log.warn({ inFlight: this.inFlightCount }, 'drain grace period over; cutting off the calls still running');
+    await this.close(completed);
+    return { completed };
+  }
+
+  /** Stops at once (or, with graceful, after in-flight calls). */
+  async close(graceful = false): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.draining = true;
+    this.health.setAll(ServingStatus.NOT_SERVING);
+    this.endLongLived(true);
+    if (!graceful) this.server.forceShutdown();
+    else {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          this.server.forceShutdown();
+          resolve();
+        }, 2000);
+        this.server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  private endLongLived(all: boolean): void {
+    for (const [end, { untilClose }] of this.longLivedCalls) {
+      if (all || !untilClose) end(new UnavailableError('the server is shutting down; reconnect to another replica', 0));
+    }
+  }
+
+  private waitIdle(ms: number): Promise<boolean> {
+    if (this.inFlightCount === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(done);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.idleWaiters.delete(done);
+        resolve(false);
+      }, ms);
+      this.idleWaiters.add(done);
+    });
+  }
+
+  private implementation(reg: ServiceRegistration): grpc.UntypedServiceImplementation {
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const [key, method] of Object.entries(reg.definition)) {
+      const handler = reg.handlers[key];
+      if (!handler) throw new Error(`${reg.name}: no handler for ${key}`);
+      impl[key] = this.wrap(reg, key, method, handler as (...args: unknown[]) => unknown) as unknown as grpc.UntypedHandleCall;
+    }
+    return impl;
+  }
+
+  private wrap(reg: ServiceRegistration, key: string, method: MethodLike, handler: (...args: unknown[]) => unknown) {
+    const fullName = method.path.slice(1);
+    const methodName = fullName.slice(fullName.lastIndexOf('/') + 1);
+    const longLived = reg.longLived.has(key);
+    const metrics = rpcMetrics();
+    return (call: grpc.ServerUnaryCall<unknown, unknown> & Readable & Writable, callback?: grpc.sendUnaryData<unknown>) => {
+      const fail = (status: ReturnType<typeof toStatus>) => {
+        if (callback) callback(status as grpc.ServiceError, null);
+        else call.emit('error', status);
+      };
+      if (this.draining && !reg.servesDuringDrain) {
+        fail(toStatus(new UnavailableError('the server is draining; retry on another replica', 0)));
+        return;
+      }
+      const cs = callSignal(call);
+      const parent = extractContext(call.metadata, ROOT_CONTEXT);
+      const span = tracer().startSpan(
+        fullName,
+        { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': reg.name, 'rpc.method': methodName } },
+        parent,
+      );
+      const started = performance.now();
+      const attrs = { method: fullName };
+      let endLongLived: ((reason: Error) => void) | undefined;
+      if (longLived) {
+        endLongLived = (reason) => cs.abort(reason);
+        this.longLivedCalls.set(endLongLived, { untilClose: reg.servesDuringDrain });
+      } else {
+        this.inFlightCount++;
+        metrics.inFlight.add(1, attrs);
+      }
+      const ctx: CallContext = { signal: cs.signal, deadline: cs.deadline, metadata: call.metadata, method: fullName, span, log: this.log };
+      const finish = (code: grpc.status, details?: string) => {
+        span.setAttribute('rpc.grpc.status_code', code);
+        if (code !== grpc.status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: details });
+        span.end();
+        metrics.requests.add(1, { ...attrs, code: grpc.status[code] });
+        metrics.duration.record(performance.now() - started, { ...attrs, code: grpc.status[code] });
+        cs.dispose();
+        if (endLongLived) this.longLivedCalls.delete(endLongLived);
+        else {
+          metrics.inFlight.add(-1, attrs);
+          if (--this.inFlightCount === 0) for (const w of [...this.idleWaiters]) w();
+        }
+      };
+      const onError = (err: unknown) => {
+        // A call stopped by its own signal reports the signal's reason (cancelled, deadline, draining).
+        const status = toStatus(cs.signal.aborted && !(err instanceof Error && 'kind' in err) ? abortReason(cs.signal) : err, this.log);
+        fail(status);
+        finish(status.code, status.details);
+      };
+      context.with(trace.setSpan(parent, span), () => {
+        run(method, handler, call, callback, ctx).then(() => finish(grpc.status.OK), onError);
+      });
+    };
+  }
+}
+
+async function run(
+  method: MethodLike,
+  handler: (...args: unknown[]) => unknown,
+  call: grpc.ServerUnaryCall<unknown, unknown> & Readable & Writable,
+  callback: grpc.sendUnaryData<unknown> | undefined,
+  ctx: CallContext,
+): Promise<void> {
+  const input = method.requestStream ? readMessages(call, ctx.signal) : call.request;
+  if (!method.responseStream) {
+    const response = await handler(input, ctx);
+    callback!(null, response);
+    return;
+  }
+  for await (const message of handler(input, ctx) as AsyncIterable<unknown>) {
+    if (ctx.signal.aborted) throw abortReason(ctx.signal);
+    if (!call.write(message)) await writable(call, ctx.signal);
+  }
+  call.end();
+}
+
+/** The call's incoming messages; iteration ends with the signal's reason when the call is cancelled. */
+async function* readMessages(call: Readable, signal: AbortSignal): AsyncIterable<unknown> {
+  addAbortSignal(signal, call);
+  try {
+    for await (const message of call) yield message;
+  } catch (err) {
+    if (signal.aborted) throw abortReason(signal);
+    throw err;
+  }
+}
+
+function writable(call: Writable, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function healthRegistration(health: HealthState): ServiceRegistration {
+  const reg = defineService(
+    HealthService,
+    {
+      check(request: HealthCheckRequest): HealthCheckResponse {
+        const status = health.get(request.service);
+        if (status === undefined) throw new NotFoundError('service', request.service, `unknown service "${request.service}"`);
+        return { status };
+      },
+      list(): HealthListResponse {
+        const statuses: HealthListResponse['statuses'] = {};
+        for (const [name, status] of health.all()) statuses[name] = { status };
+        return { statuses };
+      },
+      async *watch(request: HealthCheckRequest, ctx: CallContext): AsyncIterable<HealthCheckResponse> {
+        const queue: ServingStatus[] = [health.get(request.service) ?? ServingStatus.SERVICE_UNKNOWN];
+        let wake: (() => void) | undefined;
+        const unsubscribe = health.watch(request.service, (s) => {
+          queue.push(s);
+          wake?.();
+        });
+        const onAbort = () => wake?.();
+        ctx.signal.addEventListener('abort', onAbort);
+        try {
+          while (!ctx.signal.aborted) {
+            while (queue.length > 0) yield { status: queue.shift()! };
+            await new Promise<void>((r) => (wake = r));
+            wake = undefined;
+          }
+        } finally {
+          unsubscribe();
+          ctx.signal.removeEventListener('abort', onAbort);
+        }
+      },
+    },
+    { longLived: ['watch'] },
+  );
+  return { ...reg, servesDuringDrain: true };
+}
