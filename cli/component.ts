@@ -1,6 +1,7 @@
 // How the local mesh runner (`maas up`) knows a component: where its entry file is, its default ports, what
 // environment it needs given the others' addresses, and how to prepare its default models. Each component
 // exports one of these from services/<name>/component.ts (gateway/component.ts); cli/components.ts lists them.
+import type { ConfigSpec } from '../services/runtime/config.js';
 import type { Logger } from '../services/runtime/logger.js';
 
 export interface MeshAddresses {
@@ -20,6 +21,8 @@ export interface ComponentSpec {
   name: string;
   /** Entry file relative to the project root, e.g. services/registry/main.ts. */
   entry: string;
+  /** The component's configuration spec (services/<name>/config.ts): the variables it reads. */
+  spec: ConfigSpec;
   /** Default gRPC port (MAAS_PORT). */
   port: number;
   /** Default Prometheus port (MAAS_METRICS_PORT). */

@@ -62,3 +62,25 @@ export interface ModelLease<M> {
   alias: string;
   release(): void;
 }
+
+/** A change of the source that can change what a selector resolves to. */
+export interface SourceEvent {
+  type: 'alias_set' | 'alias_deleted' | 'version_deleted' | 'model_deleted' | 'resync';
+  model: string;
+  alias?: string;
+  version?: number;
+}
+
+/**
+ * Where a model host gets versions from: the registry (registry-source.ts) or a local model repository
+ * folder (directory-source.ts, Triton-style: <root>/<model>/<version>/<files> plus <root>/<model>/model.json).
+ */
+export interface ModelSource {
+  /** Resolves a selector to a version number and task. NotFoundError when anything named is unknown. */
+  resolve(selector: ModelSelector, signal: AbortSignal): Promise<{ name: string; version: number; task: ModelTask; alias: string }>;
+  /** Makes a version's files available on local disk (downloading and checking digests if needed). */
+  materialize(name: string, version: number, signal: AbortSignal): Promise<LocalVersion>;
+  /** Calls listener on every change; returns a function that stops watching. */
+  watch(listener: (event: SourceEvent) => void): () => void;
+  close(): Promise<void>;
+}
