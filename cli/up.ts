@@ -1,0 +1,123 @@
+// `maas up`: the whole mesh on this machine, each component its own Node process on 127.0.0.1, started in
+// order (registry first, then the model services with their default models prepared, then the gateway),
+// each awaited until SERVING. Ctrl-C (or SIGTERM) drains and stops them all, gateway first.
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ComponentSpec, MeshAddresses } from './component.js';
+import { components as allComponents } from './components.js';
+import { waitServing } from './health.js';
+import { launch, ROOT, type Launched } from './launch.js';
+import { table } from './table.js';
+import { createLogger } from '../services/runtime/logger.js';
+
+export interface UpOptions {
+  dataDir: string;
+  /** Only these components (by name); all by default. */
+  only?: string[];
+  /** Port overrides by component name (`--registry-port 6000`); 0 picks free ports. */
+  ports?: Record<string, number>;
+  /** Skip building and pushing default models. */
+  skipDefaults?: boolean;
+  /** Resolves when the mesh should stop (Ctrl-C). */
+  until?: Promise<unknown>;
+  /** Where the table and progress go. */
+  print?: (line: string) => void;
+}
+
+export interface RunningMesh {
+  addresses: MeshAddresses;
+  processes: Launched[];
+  stop(): Promise<void>;
+}
+
+/** Starts the mesh and returns once every component is SERVING. */
+export async function startMesh(options: UpOptions): Promise<RunningMesh> {
+  const print = options.print ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const dataDir = resolve(options.dataDir);
+  const logDir = join(dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const log = createLogger('maas-up', 'warn');
+  const selected = allComponents.filter((c) => !options.only || options.only.includes(c.name));
+  const addresses: MeshAddresses = { grpc: {} };
+  const processes: Launched[] = [];
+  const logs: WriteStream[] = [];
+  let stopping = false;
+
+  const stop = async () => {
+    stopping = true;
+    for (const p of [...processes].reverse()) await p.stop('SIGTERM', 30_000);
+    for (const l of logs) l.end();
+  };
+
+  try {
+    for (const c of selected) {
+      if (c.prepareDefaults && !options.skipDefaults && addresses.grpc.registry) {
+        print(`preparing default models for ${c.name} ...`);
+        await c.prepareDefaults({ registryAddress: addresses.grpc.registry, dataDir, log });
+      }
+      const port = options.ports?.[c.name] ?? c.port;
+      const logFile = createWriteStream(join(logDir, `${c.name}.log`), { flags: 'a' });
+      logs.push(logFile);
+      const p = launch(c.name, c.entry, {
+        env: {
+          MAAS_PORT: String(port),
+          MAAS_METRICS_PORT: String(options.ports?.[c.name] === 0 ? 0 : c.metricsPort),
+          MAAS_DATA_DIR: dataDir,
+          ...c.env?.(addresses, dataDir),
+        },
+        onLine: (line, stream) => {
+          logFile.write(`${line}\n`);
+          if (stream === 'stderr' || /"level":"(warn|error|fatal)"/.test(line)) print(`[${c.name}] ${line}`);
+        },
+        startTimeoutMs: 300_000,
+      });
+      processes.push(p);
+      void p.exited.then(({ code, signal }) => {
+        if (!stopping) print(`${c.name} exited unexpectedly (code ${code}, signal ${signal}); see ${join(logDir, `${c.name}.log`)}`);
+      });
+      const bound = await p.port;
+      const address = `127.0.0.1:${bound}`;
+      await waitServing(address, 300_000, () => p.child.exitCode === null);
+      addresses.grpc[c.name] = address;
+      print(`${c.name} SERVING on ${address}`);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { addresses, processes, stop };
+}
+
+export async function up(options: UpOptions): Promise<number> {
+  const print = options.print ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const mesh = await startMesh(options);
+  const rows: string[][] = [];
+  for (const c of allComponents.filter((x) => mesh.addresses.grpc[x.name])) {
+    const address = mesh.addresses.grpc[c.name]!;
+    const extra = Object.entries(c.extraPorts ?? {}).map(([k, v]) => `${k} 127.0.0.1:${v}`).join(', ');
+    const models = c.describe ? await c.describe(address).catch((e: unknown) => `(could not list: ${String(e)})`) : '';
+    rows.push([c.name, address, extra, models]);
+  }
+  print('');
+  print(table(['component', 'gRPC', 'other', 'models'], rows));
+  print('');
+  print(`logs in ${join(resolve(options.dataDir), 'logs')}; \`maas health\` checks them; Ctrl-C stops the mesh.`);
+  const stopSignal =
+    options.until ??
+    new Promise<void>((res) => {
+      process.once('SIGINT', () => res());
+      process.once('SIGTERM', () => res());
+    });
+  const died = Promise.race(mesh.processes.map((p) => p.exited.then(() => 'died' as const)));
+  const why = await Promise.race([stopSignal.then(() => 'stop' as const), died]);
+  print(why === 'stop' ? 'draining and stopping ...' : 'a component died; stopping the others ...');
+  await mesh.stop();
+  print('stopped');
+  return why === 'stop' ? 0 : 1;
+}
+
+export function defaultDataDir(): string {
+  return process.env.MAAS_DATA_DIR || join(ROOT, '.maas');
+}
+
+export type { ComponentSpec };
