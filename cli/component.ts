@@ -12,8 +12,14 @@ export interface MeshAddresses {
 export interface PrepareContext {
   /** host:port of the running registry. */
   registryAddress: string;
-  /** The mesh's data folder (.maas/ by default): caches of built default models go under cache/. */
+  /** The mesh's data folder (.maas/ by default, MAAS_DATA_DIR). */
   dataDir: string;
+  /**
+   * Where built default models are cached (MAAS_CACHE_DIR, default <project>/.maas/cache): shared by every data
+   * folder, so tests and benches with their own data folders do not rebuild them. Key entries by a hash of the
+   * build's inputs.
+   */
+  cacheDir: string;
   log: Logger;
 }
 

@@ -53,7 +53,7 @@ export async function startMesh(options: UpOptions): Promise<RunningMesh> {
     for (const c of selected) {
       if (c.prepareDefaults && !options.skipDefaults && addresses.grpc.registry) {
         print(`preparing default models for ${c.name} ...`);
-        await c.prepareDefaults({ registryAddress: addresses.grpc.registry, dataDir, log });
+        await c.prepareDefaults({ registryAddress: addresses.grpc.registry, dataDir, cacheDir: defaultCacheDir(), log });
       }
       const port = options.ports?.[c.name] ?? c.port;
       const logFile = createWriteStream(join(logDir, `${c.name}.log`), { flags: 'a' });
@@ -118,6 +118,10 @@ export async function up(options: UpOptions): Promise<number> {
 
 export function defaultDataDir(): string {
   return process.env.MAAS_DATA_DIR || join(ROOT, '.maas');
+}
+
+export function defaultCacheDir(): string {
+  return process.env.MAAS_CACHE_DIR || join(ROOT, '.maas', 'cache');
 }
 
 export type { ComponentSpec };
