@@ -48,11 +48,14 @@ export function annotate(attributes: Record<string, string | number | boolean | 
 
 /**
  * A span for work done for many requests at once (a batch): linked to each request's span, and each request's
- * span gets an event naming the batch, so either side leads to the other in Jaeger.
+ * span gets an event naming the batch, so either side leads to the other in Jaeger. The batch span's parent
+ * is the first member's span, so a request that rode alone shows one unbroken chain down to the model run.
  */
 export function startBatchSpan(name: string, members: (Span | undefined)[], attributes: Record<string, string | number | boolean> = {}): Span {
   const links = members.filter((s): s is Span => s !== undefined).map((s) => ({ context: s.spanContext() }));
-  const span = tracer().startSpan(name, { links, attributes: { [Attr.batchSize]: members.length, ...attributes }, root: links.length === 0 ? false : undefined });
+  const first = members.find((s) => s !== undefined);
+  const parent = first ? trace.setSpan(context.active(), first) : context.active();
+  const span = tracer().startSpan(name, { links, attributes: { [Attr.batchSize]: members.length, ...attributes } }, parent);
   const batchSpanId = span.spanContext().spanId;
   const batchTraceId = span.spanContext().traceId;
   for (const m of members) m?.addEvent('maas.batch', { 'maas.batch.span_id': batchSpanId, 'maas.batch.trace_id': batchTraceId, [Attr.batchSize]: members.length });
