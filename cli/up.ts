@@ -109,7 +109,10 @@ export async function up(options: UpOptions): Promise<number> {
       process.once('SIGTERM', () => res());
     });
   const died = Promise.race(mesh.processes.map((p) => p.exited.then(() => 'died' as const)));
+  // Signal listeners alone do not keep Node's event loop alive.
+  const keepAlive = setInterval(() => undefined, 60_000);
   const why = await Promise.race([stopSignal.then(() => 'stop' as const), died]);
+  clearInterval(keepAlive);
   print(why === 'stop' ? 'draining and stopping ...' : 'a component died; stopping the others ...');
   await mesh.stop();
   print('stopped');
