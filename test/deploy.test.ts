@@ -96,7 +96,8 @@ function render(overlay: string): KObject[] {
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
     throw new Error(
       'kubectl is not installed: the deploy tests render deploy/overlays/* with `kubectl kustomize` (offline, no cluster needed). ' +
-        'Install kubectl >= 1.27 (Debian/Ubuntu: `apt-get install kubectl`; or https://kubernetes.io/docs/tasks/tools/).',
+        'Install kubectl >= 1.27 (kustomize v5 built in): the `kubectl` package from the Kubernetes or Google Cloud apt repository, ' +
+        'or the release binary described in the Kubernetes documentation ("Install Tools").',
     );
   }
   if (r.status !== 0) throw new Error(`kubectl kustomize deploy/overlays/${overlay} failed:\n${r.stderr}`);
