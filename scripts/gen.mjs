@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bufBinary } from './buf.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const gen = join(root, 'gen');
@@ -24,7 +25,7 @@ if (!process.argv.includes('--force') && existsSync(stamp) && statSync(stamp).mt
 
 // Generate into a temporary folder and swap it in whole, so a failed or concurrent run never leaves a
 // half-written gen/ behind.
-const buf = join(root, 'node_modules', '.bin', 'buf');
+const buf = bufBinary();
 const base = mkdtempSync(join(root, '.gen-'));
 try {
   execFileSync(buf, ['generate', '--output', base], { cwd: root, stdio: 'inherit' });

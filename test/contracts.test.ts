@@ -3,7 +3,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../cli/launch.js';
 
-const buf = `${ROOT}node_modules/.bin/buf`;
+// @ts-expect-error: a plain ESM script without types
+import { bufBinary } from '../scripts/buf.mjs';
+
+const buf = bufBinary() as string;
 
 function run(args: string[]) {
   return spawnSync(buf, args, { cwd: ROOT, encoding: 'utf8' });
