@@ -109,7 +109,7 @@ describe('.dockerignore', () => {
   });
 
   it('sends what the build needs, including every component', () => {
-    const needed = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'buf.yaml', 'buf.gen.yaml', 'scripts/gen.mjs', 'proto/maas/registry/v1/registry.proto', 'services/runtime/server.ts', 'cli/component.ts', 'deploy/entrypoint.sh'];
+    const needed = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'buf.yaml', 'buf.gen.yaml', 'scripts/gen.mjs', 'proto/maas/registry/v1/registry.proto', 'services/runtime/server.ts', 'cli/component.ts', 'deploy/entrypoint.sh', 'deploy/prune-modules.sh'];
     for (const p of [...needed, ...components.map((c) => c.entry)]) expect(ignored(p), p).toBe(false);
   });
 });
