@@ -1,0 +1,17 @@
+// One onnxruntime session as a TensorRunner: a float32 tensor into its first input, its first output back.
+import * as ort from 'onnxruntime-node';
+import type { TensorRunner } from '../domain/ocr-engine.js';
+
+export function tensorRunner(session: ort.InferenceSession): TensorRunner {
+  const input = session.inputNames[0];
+  const output = session.outputNames[0];
+  if (!input || !output) throw new Error('the model needs at least one input and one output');
+  return {
+    async run(data, dims) {
+      const result = await session.run({ [input]: new ort.Tensor('float32', data, dims) }, [output]);
+      const tensor = result[output];
+      if (!tensor || tensor.type !== 'float32') throw new Error(`output ${output} is not a float32 tensor`);
+      return { data: tensor.data as Float32Array, dims: tensor.dims };
+    },
+  };
+}
