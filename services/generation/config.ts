@@ -1,0 +1,54 @@
+// The generation service's configuration: the common server settings, where models come from (the registry,
+// or a local model folder), onnxruntime session settings, the continuous batcher and per-request limits.
+import { z } from 'zod';
+import { bool, list, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
+
+export const spec = {
+  ...serverSettings({ port: 50054, metricsPort: 9463 }),
+  registryAddress: setting('MAAS_REGISTRY_ADDRESS', z.string(), '127.0.0.1:50052', 'host:port of the model registry (ignored when MAAS_GENERATION_MODEL_DIR is set)'),
+  modelDir: setting(
+    'MAAS_GENERATION_MODEL_DIR',
+    z.string(),
+    '',
+    'a local model folder (<model>/model.json and <model>/<version>/ files) to serve instead of the registry; empty: use the registry',
+  ),
+  cacheDir: setting('MAAS_GENERATION_CACHE_DIR', z.string().min(1), '.maas/generation/models', 'where versions downloaded from the registry are kept'),
+  defaultModel: setting('MAAS_GENERATION_DEFAULT_MODEL', z.string().min(1), 'gpt2-mini', 'model used when a request names none (through its `default` alias)'),
+  preloadDefault: setting('MAAS_GENERATION_PRELOAD', bool(), 'true', 'load the default model at start, so the first request does not wait for it'),
+  memoryBudgetMb: setting('MAAS_GENERATION_MEMORY_BUDGET_MB', positiveInt(), '2048', 'loaded versions beyond this many MB are unloaded, least recently used first'),
+  executionProviders: setting('MAAS_GENERATION_EXECUTION_PROVIDERS', list(), 'cpu', 'onnxruntime execution providers in order of preference (e.g. cuda,cpu); falls back to cpu with a warning'),
+  intraOpThreads: setting('MAAS_GENERATION_INTRA_OP_THREADS', nonNegativeInt(), '1', 'onnxruntime threads within one operator (0: onnxruntime default)'),
+  interOpThreads: setting('MAAS_GENERATION_INTER_OP_THREADS', nonNegativeInt(), '1', 'onnxruntime threads across operators (0: onnxruntime default)'),
+  maxBatchSize: setting('MAAS_GENERATION_MAX_BATCH_SIZE', positiveInt(), '32', 'sequences decoded together in one step, per model version'),
+  maxKvTokens: setting(
+    'MAAS_GENERATION_MAX_KV_TOKENS',
+    positiveInt(),
+    '32768',
+    'key/value cache tokens the running sequences of one model version may reserve together (prompt + max_new_tokens each); a request that needs more is INVALID_ARGUMENT',
+  ),
+  maxQueue: setting('MAAS_GENERATION_MAX_QUEUE', positiveInt(), '128', 'requests waiting for a place in the batch, per model version, before RESOURCE_EXHAUSTED'),
+  maxNewTokens: setting('MAAS_GENERATION_MAX_NEW_TOKENS', positiveInt(), '2048', 'largest max_new_tokens a request may ask for (INVALID_ARGUMENT beyond)'),
+  defaultMaxNewTokens: setting('MAAS_GENERATION_DEFAULT_MAX_NEW_TOKENS', positiveInt(), '256', 'max_new_tokens when a request leaves it unset (reduced to what fits the context)'),
+  maxStopSequences: setting('MAAS_GENERATION_MAX_STOP_SEQUENCES', positiveInt(), '16', 'most stop sequences per request'),
+  maxLogprobs: setting('MAAS_GENERATION_MAX_LOGPROBS', nonNegativeInt(), '20', 'largest top-n of log probabilities per token'),
+  maxPromptChars: setting('MAAS_GENERATION_MAX_PROMPT_CHARS', positiveInt(), '200000', 'most characters in a prompt (or all chat messages together), checked before tokenizing'),
+  maxMessages: setting('MAAS_GENERATION_MAX_MESSAGES', positiveInt(), '512', 'most chat messages per request'),
+};
+
+export type GenerationConfig = ConfigOf<typeof spec>;
+
+/** Engine limits from the configuration. */
+export function engineLimits(config: GenerationConfig) {
+  return {
+    maxNewTokens: config.maxNewTokens,
+    defaultMaxNewTokens: Math.min(config.defaultMaxNewTokens, config.maxNewTokens),
+    maxStopSequences: config.maxStopSequences,
+    maxStopLength: 256,
+    maxLogprobs: config.maxLogprobs,
+    maxBatchSize: config.maxBatchSize,
+    maxKvTokens: config.maxKvTokens,
+    maxQueue: config.maxQueue,
+    maxPromptChars: config.maxPromptChars,
+    maxMessages: config.maxMessages,
+  };
+}
