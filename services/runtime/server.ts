@@ -309,7 +309,9 @@ async function run(
 async function* readMessages(call: Readable, signal: AbortSignal): AsyncIterable<unknown> {
   addAbortSignal(signal, call);
   try {
-    for await (const message of call) yield message;
+    // destroyOnReturn: false, or the end of the client's messages would destroy the whole duplex call and a
+    // bidi handler could no longer answer the messages it is still working on.
+    for await (const message of call.iterator({ destroyOnReturn: false })) yield message;
   } catch (err) {
     if (signal.aborted) throw abortReason(signal);
     throw err;
