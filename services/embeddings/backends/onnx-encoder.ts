@@ -1,0 +1,132 @@
+// Runs batches through an encoder exported the Hugging Face way: inputs `input_ids`, `attention_mask` and,
+// BERT-style, `token_type_ids` ([batch, sequence], int64 or int32, right-padded here); output
+// `sentence_embedding` ([batch, hidden], pooled by the graph) or `last_hidden_state` ([batch, sequence,
+// hidden], pooled here: mean, CLS or last token).
+import * as ort from 'onnxruntime-node';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { FailedPreconditionError } from '../../runtime/errors.js';
+import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
+import type { Encoded } from '../domain/tokenizer.js';
+import { poolRow, type Pooling } from '../domain/vectors.js';
+
+const POOLED_OUTPUTS = ['sentence_embedding', 'sentence_embeddings', 'pooler_output_normalized'];
+const TOKEN_OUTPUTS = ['last_hidden_state', 'token_embeddings'];
+const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids']);
+
+export interface EncoderOptions {
+  name: string;
+  version: number;
+  executionProvider: string;
+  pooling: Pooling;
+  padId: number;
+}
+
+type IdArray = BigInt64Array | Int32Array;
+
+export class OnnxEncoder {
+  /** The output read: pooled by the graph, or per token (pooled here). */
+  readonly output: string;
+  readonly pooledByModel: boolean;
+  private readonly types = new Map<string, 'int64' | 'int32'>();
+  private readonly attributes: Record<string, string | number>;
+
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly options: EncoderOptions,
+  ) {
+    const inputs = session.inputNames;
+    if (!inputs.includes('input_ids')) {
+      throw new FailedPreconditionError(`model "${options.name}" version ${options.version} has no input_ids input (inputs: ${inputs.join(', ')})`);
+    }
+    const unknown = inputs.filter((n) => !KNOWN_INPUTS.has(n));
+    if (unknown.length > 0) {
+      throw new FailedPreconditionError(
+        `model "${options.name}" version ${options.version} needs inputs this service cannot feed: ${unknown.join(', ')} (it feeds input_ids, attention_mask, token_type_ids)`,
+      );
+    }
+    session.inputMetadata.forEach((m, i) => {
+      const type = m.isTensor ? String(m.type) : 'non-tensor';
+      if (type !== 'int64' && type !== 'int32') {
+        throw new FailedPreconditionError(`model "${options.name}" version ${options.version}: input ${inputs[i]} is ${type}, not int64 or int32`);
+      }
+      this.types.set(inputs[i]!, type);
+    });
+    const outputs = session.outputNames;
+    const pooled = POOLED_OUTPUTS.find((o) => outputs.includes(o));
+    const tokens = TOKEN_OUTPUTS.find((o) => outputs.includes(o));
+    if (!pooled && !tokens) {
+      throw new FailedPreconditionError(
+        `model "${options.name}" version ${options.version} has neither a sentence_embedding nor a last_hidden_state output (outputs: ${outputs.join(', ')})`,
+      );
+    }
+    this.output = (pooled ?? tokens)!;
+    this.pooledByModel = pooled !== undefined;
+    this.attributes = { [Attr.model]: options.name, [Attr.modelVersion]: options.version, [Attr.executionProvider]: options.executionProvider };
+  }
+
+  /** One vector per encoded input (pooled, not normalized by this service). */
+  async run(batch: Encoded[]): Promise<Float32Array[]> {
+    const rows = batch.length;
+    let width = 1;
+    for (const e of batch) if (e.ids.length > width) width = e.ids.length;
+    const span = tracer().startSpan('onnxruntime run', {
+      attributes: { ...this.attributes, [Attr.batchSize]: rows, 'maas.sequence_length': width, 'maas.output': this.output },
+    });
+    try {
+      const feeds: Record<string, ort.Tensor> = {};
+      const dims = [rows, width];
+      for (const [name, type] of this.types) {
+        const data: IdArray = type === 'int64' ? new BigInt64Array(rows * width) : new Int32Array(rows * width);
+        fill(data, batch, width, name, this.options.padId);
+        feeds[name] = new ort.Tensor(type, data, dims);
+      }
+      const result = await this.session.run(feeds, [this.output]);
+      const tensor = result[this.output]!;
+      const values = tensor.data as Float32Array;
+      const out: Float32Array[] = new Array(rows);
+      if (this.pooledByModel) {
+        const hidden = tensor.dims[1]!;
+        for (let r = 0; r < rows; r++) out[r] = values.slice(r * hidden, (r + 1) * hidden);
+      } else {
+        const [, sequence, hidden] = tensor.dims as number[];
+        for (let r = 0; r < rows; r++) out[r] = poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling);
+      }
+      tensor.dispose();
+      return out;
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** Runs one short input to learn the output width (and to fail at load, not at the first request). */
+  async probe(): Promise<number> {
+    const [v] = await this.run([{ ids: [this.options.padId], typeIds: [0], fullLength: 1, truncated: false }]);
+    return v!.length;
+  }
+}
+
+function fill(data: IdArray, batch: Encoded[], width: number, input: string, padId: number): void {
+  const big = data instanceof BigInt64Array;
+  for (let r = 0; r < batch.length; r++) {
+    const e = batch[r]!;
+    const base = r * width;
+    const n = e.ids.length;
+    if (input === 'input_ids') {
+      if (big) {
+        for (let t = 0; t < n; t++) data[base + t] = BigInt(e.ids[t]!);
+        if (padId !== 0) for (let t = n; t < width; t++) data[base + t] = BigInt(padId);
+      } else {
+        for (let t = 0; t < n; t++) data[base + t] = e.ids[t]!;
+        if (padId !== 0) for (let t = n; t < width; t++) data[base + t] = padId;
+      }
+    } else if (input === 'attention_mask') {
+      if (big) (data as BigInt64Array).fill(1n, base, base + n);
+      else (data as Int32Array).fill(1, base, base + n);
+    } else {
+      for (let t = 0; t < n; t++) data[base + t] = big ? BigInt(e.typeIds[t] ?? 0) : (e.typeIds[t] ?? 0);
+    }
+  }
+}

@@ -1,0 +1,44 @@
+// What the engine needs of a loaded model version, and of whatever holds the loaded versions (the model host).
+import type { DynamicBatcher } from '../../runtime/batching/dynamic-batcher.js';
+import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
+import type { Encoded, TextTokenizer } from './tokenizer.js';
+import type { Pooling } from './vectors.js';
+
+export interface EmbeddingModelInfo {
+  /** Length of the model's embeddings. */
+  dimensions: number;
+  /** Most tokens per input, special tokens included. */
+  maxLength: number;
+  pooling: Pooling;
+  /** The graph pools itself (`sentence_embedding` output). */
+  pooledByModel: boolean;
+  vocabSize: number;
+}
+
+/** A loaded version: its tokenizer, and the batcher in front of its onnxruntime session. */
+export interface EmbeddingModel {
+  name: string;
+  version: number;
+  executionProvider: string;
+  info: EmbeddingModelInfo;
+  tokenizer: TextTokenizer;
+  /** Takes encoded inputs, answers one pooled (not yet normalized) vector each. */
+  batcher: DynamicBatcher<Encoded, Float32Array>;
+}
+
+/** A loaded version as listed: the model plus the host's bookkeeping. */
+export interface LoadedEmbeddingModel {
+  model: EmbeddingModel;
+  aliases: string[];
+  bytes: number;
+  inUse: number;
+}
+
+/** The model host, as the engine sees it. */
+export interface ModelProvider {
+  readonly defaultModel: string;
+  /** NotFoundError for unknown models, FailedPreconditionError for other tasks. */
+  acquire(selector: ModelSelector, signal: AbortSignal): Promise<ModelLease<EmbeddingModel>>;
+  /** Versions loaded now. */
+  loaded(): LoadedEmbeddingModel[];
+}

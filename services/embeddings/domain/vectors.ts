@@ -1,0 +1,55 @@
+// Turning an encoder's per-token output into one vector per input, and the per-request shaping of vectors.
+
+export type Pooling = 'mean' | 'cls' | 'last_token';
+
+/**
+ * Pools row `row` of a last_hidden_state tensor [batch, sequence, hidden] whose first `length` positions are
+ * real tokens (right padding): the mean over them, the first one, or the last one. Returns a new array.
+ */
+export function poolRow(hidden: Float32Array, row: number, sequence: number, width: number, length: number, pooling: Pooling): Float32Array {
+  const out = new Float32Array(width);
+  const base = row * sequence * width;
+  if (length === 0) return out;
+  if (pooling === 'cls') {
+    out.set(hidden.subarray(base, base + width));
+  } else if (pooling === 'last_token') {
+    const at = base + (length - 1) * width;
+    out.set(hidden.subarray(at, at + width));
+  } else {
+    for (let t = 0; t < length; t++) {
+      const at = base + t * width;
+      for (let d = 0; d < width; d++) out[d]! += hidden[at + d]!;
+    }
+    for (let d = 0; d < width; d++) out[d]! /= length;
+  }
+  return out;
+}
+
+/** Scales v to unit L2 length in place (a zero vector stays zero). */
+export function normalizeInPlace(v: Float32Array): Float32Array {
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) sum += v[i]! * v[i]!;
+  if (sum > 0) {
+    const scale = 1 / Math.sqrt(sum);
+    for (let i = 0; i < v.length; i++) v[i]! *= scale;
+  }
+  return v;
+}
+
+/** The vector a request asked for: the first `dimensions` values, unit length when `normalize`. */
+export function shape(v: Float32Array, dimensions: number, normalize: boolean): Float32Array {
+  const out = dimensions < v.length ? v.slice(0, dimensions) : v;
+  return normalize ? normalizeInPlace(out) : out;
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
+}
