@@ -9,6 +9,7 @@ import { ModelRegistryServiceClient, type Model, type ModelVersion } from '../ge
 import { createClient, unary } from '../services/runtime/client.js';
 import { decodeStatus } from '../services/runtime/grpc-status.js';
 import { pullVersion } from '../services/registry/client/download.js';
+import { TRANSFER_CHANNEL_OPTIONS } from '../services/registry/client/connect.js';
 import { pushVersion } from '../services/registry/client/push.js';
 import { table } from './table.js';
 
@@ -54,7 +55,7 @@ export async function modelsCommand(args: string[], options: ModelsOptions): Pro
     (command ? out : err)(USAGE);
     return command ? 0 : 2;
   }
-  const client = createClient(ModelRegistryServiceClient, options.registryAddress);
+  const client = createClient(ModelRegistryServiceClient, options.registryAddress, { channelOptions: TRANSFER_CHANNEL_OPTIONS });
   const ctx: Ctx = { client, options, out, err, auth: authMetadata(options.token), showProgress: options.progress ?? Boolean(process.stderr.isTTY) };
   try {
     switch (command) {
