@@ -7,11 +7,16 @@
 // penalties (OpenAI's) cover output tokens; top-k then top-p keep the most likely tokens in descending
 // order (ties: lower id first) until k tokens / a probability mass of p is reached.
 // Top-k/top-p avoid a full sort: probabilities are bucketed by the top 16 bits of their float32 encoding
-// (monotonic for non-negative floats), and only the one bucket that straddles the cut is sorted.
+// (monotonic for non-negative floats, so buckets are ordered), and only the bucket that straddles the cut is
+// sorted.
 import type { Prng } from './prng.js';
 import type { SamplingParameters } from './params.js';
 
-const BUCKETS = 1 << 15;
+/**
+ * Probabilities are exp(logit - max) in (0, 1], so their float32 encodings' top 16 bits run from 0 to
+ * 0x3f80 (the encoding of 1.0): one bucket each.
+ */
+const BUCKETS = 0x3f81;
 
 /** Per-sequence token statistics for the penalties (allocated only when a penalty is active). */
 export class PenaltyState {

@@ -116,6 +116,7 @@ export class Scheduler {
   private readonly sampler: Sampler;
   private kvReserved = 0;
   private steps = 0;
+  private largestBatch = 0;
   private stepMsAverage = 0;
   private cancelledCount = 0;
   private maxStepsAfterCancel = 0;
@@ -137,6 +138,7 @@ export class Scheduler {
       running: this.running.length,
       waiting: this.waiting.length,
       steps: this.steps,
+      largestBatch: this.largestBatch,
       kvTokensReserved: this.kvReserved,
       cancelled: this.cancelledCount,
       maxStepsAfterCancel: this.maxStepsAfterCancel,
@@ -269,6 +271,7 @@ export class Scheduler {
     }
     const ms = performance.now() - started;
     this.steps++;
+    if (batch.length > this.largestBatch) this.largestBatch = batch.length;
     this.stepMsAverage = this.stepMsAverage === 0 ? ms : this.stepMsAverage * 0.9 + ms * 0.1;
     this.options.metrics?.step(ms, batch.length);
     const V = this.decoder.shape.vocabSize;

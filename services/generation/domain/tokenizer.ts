@@ -91,12 +91,9 @@ export class TextTokenizer {
         add_generation_prompt: true,
         bos_token: this.specialTokens.bos,
         eos_token: this.specialTokens.eos,
-        raise_exception: (message: string) => {
-          throw new InvalidArgumentError(`messages: the model's chat template refused them: ${message}`, [{ field: 'messages', description: message }]);
-        },
       });
     } catch (err) {
-      if (err instanceof InvalidArgumentError) throw err;
+      // Templates refuse messages with raise_exception (roles out of order, say): the caller's to fix.
       throw InvalidArgumentError.field('messages', `the model's chat template could not render them: ${err instanceof Error ? err.message : String(err)}`);
     }
   }

@@ -61,6 +61,8 @@ export interface EngineStats {
   running: number;
   waiting: number;
   steps: number;
+  /** The most sequences decoded together in one step so far. */
+  largestBatch: number;
   kvTokensReserved: number;
   /** Sequences removed after a cancellation, and the most decode steps any of them ran after it was cancelled. */
   cancelled: number;
