@@ -9,6 +9,7 @@ import {
   NotFoundError,
   OutOfRangeError,
   throwIfAborted,
+  UnavailableError,
 } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import { ModelTask } from '../../runtime/models/types.js';
@@ -399,6 +400,8 @@ export class Registry {
       }
     }
     throwIfAborted(signal);
+    // Closing without the server having ended the stream first: tell the watcher to reconnect elsewhere.
+    throw new UnavailableError('the registry is shutting down; reconnect and resume from your last revision', 0);
   }
 
   // ---- maintenance ----
