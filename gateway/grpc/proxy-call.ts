@@ -1,0 +1,453 @@
+// One gRPC call through the gateway, handled at the HTTP/2 level: the request's bytes are forwarded as they
+// are (never decoded and re-encoded), except that the model reference is read from the first message to
+// route it. Unary and server-streaming requests are held whole (they are one message) so a failed attempt can
+// be replayed on another replica; streaming requests are piped with backpressure once the first message has
+// chosen the replica. Responses are piped back with backpressure, and the caller's cancel or deadline cancels
+// the replica's call at once.
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import { DeadlineExceededError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../services/runtime/errors.js';
+import { toStatus } from '../../services/runtime/grpc-status.js';
+import { Attr, tracer } from '../../services/runtime/telemetry/tracing.js';
+import { ANONYMOUS, type Principal } from '../domain/auth.js';
+import type { Resolution } from '../domain/catalog.js';
+import { backoffMs, mayRetry, type AttemptFailure } from '../domain/retry.js';
+import type { PoolReplica } from '../clients/service-pool.js';
+import type { MethodRoute } from '../routes/method-table.js';
+import type { FrontContext } from './front.js';
+import { formatGrpcTimeout, MessageScanner, messageTooLarge, parseGrpcTimeout, plainMessage, readModelRef, statusHeaders } from './wire.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, HTTP2_FLAG_END_STREAM } = { ...http2.constants, HTTP2_FLAG_END_STREAM: 0x1 };
+
+/** Request headers that are not passed on as they are. */
+const NOT_FORWARDED = new Set(['te', 'content-type', 'grpc-timeout', 'host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'content-length', 'http2-settings']);
+const TRACE_HEADERS = new Set(['traceparent', 'tracestate']);
+
+type Status = { code: number; details: string; metadata?: import('@grpc/grpc-js').Metadata };
+
+export class ProxyCall {
+  private readonly started = Date.now();
+  private deadline: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private span: Span | undefined;
+  private traceContext: Context | undefined;
+  private slot = false;
+  private finished = false;
+  /** Response headers went to the caller: the call can no longer be retried. */
+  private responded = false;
+  private finalTrailers: OutgoingHttpHeaders | undefined;
+
+  private scanner: MessageScanner | undefined;
+  private readonly replayable: boolean;
+  private chunks: Buffer[] = [];
+  private body: Buffer | undefined;
+  private requestEnded = false;
+  private affinity: string | undefined;
+
+  private up: ClientHttp2Stream | undefined;
+  private replica: PoolReplica | undefined;
+  private upEnded = false;
+  private upTrailers: IncomingHttpHeaders | undefined;
+  private attempts = 0;
+  private readonly tried = new Set<PoolReplica>();
+  private lastFailure: Status | undefined;
+
+  constructor(
+    private readonly ctx: FrontContext,
+    private readonly stream: ServerHttp2Stream,
+    private readonly headers: IncomingHttpHeaders,
+    private readonly route: MethodRoute,
+  ) {
+    this.replayable = route.kind === 'unary' || route.kind === 'server_stream';
+  }
+
+  start(): void {
+    const { stream, route, ctx } = this;
+    stream.on('error', () => undefined);
+    stream.on('close', () => this.onClientClose());
+    stream.on('wantTrailers', () => this.sendFinalTrailers());
+    ctx.track(this, true);
+    if (ctx.isDraining() && !route.open) {
+      this.fail(new UnavailableError('the gateway is draining; retry on another gateway replica', 0));
+      return;
+    }
+    if (ctx.tracing()) {
+      const parent = propagation.extract(ROOT_CONTEXT, this.headers);
+      this.span = tracer().startSpan(route.path.slice(1), { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': route.service, 'rpc.method': route.method } }, parent);
+      this.traceContext = trace.setSpan(parent, this.span);
+    }
+    const timeout = parseGrpcTimeout(this.headers['grpc-timeout']) ?? (route.defaultDeadlineMs > 0 ? route.defaultDeadlineMs : undefined);
+    if (timeout !== undefined) {
+      this.deadline = this.started + timeout;
+      this.timer = setTimeout(() => this.fail(new DeadlineExceededError()), timeout);
+    }
+    if (route.open) {
+      this.admitted(ANONYMOUS);
+      return;
+    }
+    let principal: Principal | Promise<Principal>;
+    try {
+      principal = ctx.admission.authenticate(this.headers.authorization);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (principal instanceof Promise) principal.then((p) => this.admitted(p), (err: unknown) => this.fail(err));
+    else this.admitted(principal);
+  }
+
+  private admitted(principal: Principal): void {
+    if (this.finished) return;
+    const { ctx, route } = this;
+    try {
+      if (!route.open) ctx.admission.check(principal, route.scope);
+      if (!route.longLived && !route.open) {
+        ctx.admission.acquire();
+        this.slot = true;
+      }
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.upstreamAuthorization = ctx.upstreamAuthorization(route, principal, this.headers.authorization as string | undefined);
+    this.scanner = new MessageScanner((size) => {
+      if (size <= route.maxRequestBytes) return true;
+      this.fail(
+        messageTooLarge(`request message of ${size} bytes is larger than the gateway's limit of ${route.maxRequestBytes} bytes for ${route.method}`, {
+          limit_bytes: String(route.maxRequestBytes),
+          size_bytes: String(size),
+          method: route.path.slice(1),
+        }),
+      );
+      return false;
+    }, route.modelRefPath !== undefined);
+    this.stream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
+    this.stream.on('end', () => this.onRequestEnd());
+    // Streaming calls not routed by model can start at once.
+    if (!this.replayable && route.modelRefPath === undefined) this.attempt();
+  }
+
+  private upstreamAuthorization: string | undefined;
+
+  private onRequestData(chunk: Buffer): void {
+    if (this.finished) return;
+    if (!this.scanner!.push(chunk)) return;
+    if (this.replayable || !this.up) {
+      this.chunks.push(chunk);
+      if (!this.replayable && !this.up && this.scanner!.first && this.affinity === undefined && this.attempts === 0) this.routeByModel();
+      return;
+    }
+    if (!this.up.write(chunk)) {
+      this.stream.pause();
+      this.up.once('drain', () => this.stream.resume());
+    }
+  }
+
+  private onRequestEnd(): void {
+    if (this.finished) return;
+    this.requestEnded = true;
+    if (this.replayable) {
+      this.body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      this.chunks = [];
+      if (this.route.modelRefPath) this.routeByModel();
+      else this.attempt();
+    } else if (this.up) this.up.end();
+    else if (this.attempts === 0 && this.route.modelRefPath) this.routeByModel();
+  }
+
+  /** Reads the model reference of the first message and resolves it, then makes the first attempt. */
+  private routeByModel(): void {
+    this.affinity = '';
+    const first = this.scanner!.first;
+    const message = first ? plainMessage(first, this.headers['grpc-encoding'] as string | undefined) : undefined;
+    const ref = message ? readModelRef(message, this.route.modelRefPath!) : undefined;
+    if (!ref || ref.name === '') {
+      this.attempt();
+      return;
+    }
+    this.affinity = ref.name;
+    const r = this.ctx.resolve(ref);
+    if (r instanceof Promise) r.then((res) => this.resolved(res), () => this.attempt());
+    else this.resolved(r);
+  }
+
+  private resolved(r: Resolution): void {
+    if (this.finished) return;
+    const route = this.route;
+    if (r.status === 'not_found') {
+      this.fail(new NotFoundError(r.resource, r.name, r.message));
+      return;
+    }
+    if (r.status === 'found') {
+      if (route.tasks && r.task !== 'unknown' && !route.tasks.includes(r.task)) {
+        this.fail(
+          new FailedPreconditionError(`model "${r.name}" is a ${r.task} model; ${route.service.slice(route.service.lastIndexOf('.') + 1)} serves ${route.tasks.join(' and ')} models`, [
+            { type: 'TASK', subject: r.name, description: `task is ${r.task}` },
+          ]),
+        );
+        return;
+      }
+      this.affinity = `${r.name}@${r.version}`;
+      this.span?.setAttribute(Attr.model, r.name);
+      this.span?.setAttribute(Attr.modelVersion, r.version);
+      this.span?.setAttribute(Attr.task, r.task);
+    }
+    this.attempt();
+  }
+
+  private attempt(): void {
+    if (this.finished) return;
+    const pool = this.ctx.pool(this.route.pool);
+    const replica = pool?.pick(this.affinity, this.tried);
+    if (!replica) {
+      this.fail(this.lastFailure ?? new UnavailableError(`no healthy replica of ${this.route.pool} is available; retry shortly`, 1000, { reason: 'NO_HEALTHY_REPLICA', metadata: { service: this.route.pool } }));
+      return;
+    }
+    this.attempts++;
+    this.tried.add(replica);
+    this.replica = replica;
+    this.upEnded = false;
+    this.upTrailers = undefined;
+    let up: ClientHttp2Stream;
+    try {
+      up = replica.handle.upstream.request(this.upstreamHeaders(replica));
+    } catch (err) {
+      this.attemptFailed(replica, 'not_sent', (err as Error).message);
+      return;
+    }
+    this.up = up;
+    replica.outstanding++;
+    this.span?.setAttribute('maas.replica', replica.address);
+    up.on('response', (h, flags) => this.onResponse(up, h, flags));
+    up.on('trailers', (t) => {
+      if (up === this.up) this.upTrailers = t;
+    });
+    up.on('data', (chunk: Buffer) => this.onResponseData(up, chunk));
+    up.on('end', () => this.onResponseEnd(up));
+    up.on('close', () => this.onUpstreamClose(up, replica));
+    up.on('error', () => undefined);
+    if (this.replayable) up.end(this.body);
+    else {
+      for (const c of this.chunks) up.write(c);
+      this.chunks = [];
+      if (this.requestEnded) up.end();
+    }
+  }
+
+  private upstreamHeaders(replica: PoolReplica): OutgoingHttpHeaders {
+    const h = this.headers;
+    const out: OutgoingHttpHeaders = {
+      ':method': 'POST',
+      ':scheme': 'http',
+      ':path': this.route.path,
+      ':authority': replica.address,
+      'content-type': h['content-type'],
+      te: 'trailers',
+    };
+    const tracing = this.span?.isRecording() === true;
+    for (const k in h) {
+      if (k.charCodeAt(0) === 58 /* : */ || NOT_FORWARDED.has(k) || (tracing && TRACE_HEADERS.has(k)) || k === 'authorization') continue;
+      out[k] = h[k];
+    }
+    if (this.upstreamAuthorization) out.authorization = this.upstreamAuthorization;
+    if (this.deadline !== undefined) out['grpc-timeout'] = formatGrpcTimeout(this.deadline - Date.now());
+    if (tracing) propagation.inject(this.traceContext!, out);
+    return out;
+  }
+
+  private onResponse(up: ClientHttp2Stream, h: IncomingHttpHeaders, flags: number): void {
+    if (up !== this.up || this.finished) return;
+    const statusCode = Number(h[':status']);
+    const grpcStatus = h['grpc-status'];
+    if (grpcStatus !== undefined && flags & HTTP2_FLAG_END_STREAM) {
+      // Trailers-only: the replica answered with a status and nothing else.
+      this.upEnded = true;
+      const code = Number(grpcStatus);
+      if (code === 14 && this.retryable('unavailable')) {
+        this.lastFailure = { code, details: String(h['grpc-message'] ?? '') };
+        this.retryAfter(up, 'unavailable');
+        return;
+      }
+      this.respondTrailersOnly(copyHeaders(h), code);
+      return;
+    }
+    if (statusCode !== 200) {
+      this.fail(new UnavailableError(`replica ${this.replica?.address} answered HTTP ${statusCode}, not gRPC`));
+      return;
+    }
+    this.responded = true;
+    try {
+      this.stream.respond(copyHeaders(h), { waitForTrailers: true });
+    } catch {
+      this.cancelUpstream();
+    }
+  }
+
+  private onResponseData(up: ClientHttp2Stream, chunk: Buffer): void {
+    if (up !== this.up || this.finished || !this.responded) return;
+    if (!this.stream.write(chunk)) {
+      up.pause();
+      this.stream.once('drain', () => up.resume());
+    }
+  }
+
+  private onResponseEnd(up: ClientHttp2Stream): void {
+    if (up !== this.up || this.finished) return;
+    this.upEnded = true;
+    if (!this.responded) return;
+    this.finalTrailers = this.upTrailers ? copyTrailers(this.upTrailers) : statusHeaders({ code: 13, details: `replica ${this.replica?.address} ended the call without a status` });
+    this.stream.end();
+  }
+
+  private onUpstreamClose(up: ClientHttp2Stream, replica: PoolReplica): void {
+    replica.outstanding--;
+    if (up !== this.up) return;
+    if (this.upEnded) {
+      replica.answered++;
+      return;
+    }
+    if (this.finished) return;
+    replica.failed++;
+    const neverSent = up.id === undefined || up.rstCode === NGHTTP2_REFUSED_STREAM;
+    this.attemptFailed(replica, neverSent ? 'not_sent' : 'lost', neverSent ? 'could not be reached' : 'failed before it answered');
+  }
+
+  private attemptFailed(replica: PoolReplica, failure: AttemptFailure, what: string): void {
+    this.lastFailure = toStatus(new UnavailableError(`replica ${replica.address} of ${this.route.pool} ${what}`, 100, { reason: 'REPLICA_FAILED' }));
+    if (!this.responded && this.retryable(failure)) {
+      this.retryAfter(undefined, failure);
+      return;
+    }
+    if (this.responded) {
+      this.finalTrailers = statusHeaders(this.lastFailure);
+      this.stream.end();
+    } else this.fail(this.lastFailure);
+  }
+
+  private retryable(failure: AttemptFailure): boolean {
+    return mayRetry({
+      failure,
+      idempotent: this.route.idempotent,
+      answered: this.responded,
+      replayable: this.replayable,
+      attempts: this.attempts,
+      maxAttempts: this.ctx.retry.maxAttempts,
+    });
+  }
+
+  private retryAfter(up: ClientHttp2Stream | undefined, reason: AttemptFailure): void {
+    if (up) up.close(NGHTTP2_CANCEL);
+    this.up = undefined;
+    const r = this.ctx.retry;
+    const delay = backoffMs(this.attempts, r.backoffMs, r.backoffMaxMs);
+    if ((this.deadline !== undefined && Date.now() + delay >= this.deadline) || !r.budget.tryRetry()) {
+      this.fail(this.lastFailure!);
+      return;
+    }
+    this.ctx.onRetry(this.route, reason);
+    this.span?.addEvent('retry', { reason, attempt: this.attempts, replica: this.replica?.address ?? '' });
+    setTimeout(() => this.attempt(), delay);
+  }
+
+  private respondTrailersOnly(h: OutgoingHttpHeaders, code: number): void {
+    try {
+      this.stream.respond(h, { endStream: true });
+    } catch {
+      /* the caller is gone */
+    }
+    this.finish(code);
+  }
+
+  private sendFinalTrailers(): void {
+    const t = this.finalTrailers ?? statusHeaders({ code: 13, details: 'the call ended without a status' });
+    try {
+      this.stream.sendTrailers(t);
+    } catch {
+      /* the caller is gone */
+    }
+    this.finish(Number(t['grpc-status'] ?? 2));
+  }
+
+  /** Ends the call with the gateway's own status (an error thrown before or while routing). */
+  private fail(err: unknown): void {
+    if (this.finished) return;
+    const status = isStatus(err) ? err : toStatus(err, this.ctx.log);
+    this.cancelUpstream();
+    if (this.stream.closed || this.stream.destroyed) {
+      this.finish(status.code);
+      return;
+    }
+    if (!this.responded) {
+      this.respondTrailersOnly({ ':status': 200, 'content-type': 'application/grpc', ...statusHeaders(status) }, status.code);
+      // The caller may still be sending (an oversized message): discard the rest, and after the answer has
+      // gone out tell it to stop (RST_STREAM NO_ERROR, as HTTP/2 allows after a complete response).
+      this.stream.resume();
+      const s = this.stream;
+      setTimeout(() => {
+        if (!s.closed && !s.destroyed) s.close(http2.constants.NGHTTP2_NO_ERROR);
+      }, 200).unref();
+      return;
+    }
+    this.finalTrailers = statusHeaders(status);
+    this.stream.end();
+  }
+
+  /** Ends the call with UNAVAILABLE because the gateway is stopping (watch streams at drain, all at close). */
+  endForShutdown(): void {
+    this.fail(new UnavailableError('the gateway is shutting down; reconnect to another gateway replica', 0));
+  }
+
+  get isLongLived(): boolean {
+    return this.route.longLived || this.route.open === true;
+  }
+
+  get isOpen(): boolean {
+    return this.route.open === true;
+  }
+
+  private cancelUpstream(): void {
+    const up = this.up;
+    if (up && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+  }
+
+  private onClientClose(): void {
+    if (this.finished) return;
+    // The caller went away (cancelled or its deadline passed): stop the replica's work now.
+    this.cancelUpstream();
+    this.finish(this.deadline !== undefined && Date.now() >= this.deadline ? 4 : 1);
+  }
+
+  private finish(code: number): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.slot) this.ctx.admission.release();
+    this.chunks = [];
+    this.body = undefined;
+    if (this.span) {
+      this.span.setAttribute('rpc.grpc.status_code', code);
+      if (code !== 0) this.span.setStatus({ code: SpanStatusCode.ERROR });
+      this.span.end();
+    }
+    this.ctx.track(this, false);
+    this.ctx.onFinish(this.route, code, Date.now() - this.started);
+  }
+}
+
+function isStatus(err: unknown): err is Status {
+  return typeof err === 'object' && err !== null && !(err instanceof Error) && typeof (err as Status).code === 'number' && typeof (err as Status).details === 'string';
+}
+
+/** Non-pseudo headers, with :status 200, for the caller's side. */
+function copyHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ':status': 200 };
+  for (const k in h) if (k.charCodeAt(0) !== 58) out[k] = h[k];
+  return out;
+}
+
+/** Non-pseudo trailers. */
+function copyTrailers(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const k in h) if (k.charCodeAt(0) !== 58) out[k] = h[k];
+  return out;
+}
