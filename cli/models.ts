@@ -226,7 +226,7 @@ async function push(ctx: Ctx, a: Parsed): Promise<number> {
       token: ctx.options.token,
       onProgress: (p) => {
         bar?.setTotal(Math.max(p.totalBytes, 1));
-        bar?.update(p.sentBytes, { file: p.file });
+        bar?.update(p.sentBytes, { file: `${p.phase === 'hash' ? 'hashing ' : ''}${p.file}` });
       },
     });
     bar?.stop();

@@ -9,6 +9,7 @@ import {
   type UploadVersionRequest,
 } from '../../gen/maas/registry/v1/registry.js';
 import type { Handlers } from '../runtime/server.js';
+import { counter, observableGauge, upDownCounter } from '../runtime/telemetry/metrics.js';
 import { annotate, Attr } from '../runtime/telemetry/tracing.js';
 import type { Registry } from './domain/registry.js';
 import type { ModelRecord, VersionRecord } from './domain/types.js';
@@ -21,6 +22,10 @@ export interface RegistryHandlerDeps {
 }
 
 export function createRegistryHandlers({ registry, authorizeWrite }: RegistryHandlerDeps): Handlers<typeof ModelRegistryServiceService> {
+  const uploaded = counter('maas_registry_upload_bytes', 'bytes of committed uploads');
+  const downloaded = counter('maas_registry_download_bytes', 'bytes sent by DownloadVersion');
+  const watchers = upDownCounter('maas_registry_watch_streams', 'WatchModels streams open now');
+  observableGauge('maas_registry_revision', 'the newest registry revision this replica has seen', () => [{ value: registry.feed.revision }]);
   return {
     async createModel(req, ctx) {
       authorizeWrite(ctx.metadata);
@@ -49,6 +54,7 @@ export function createRegistryHandlers({ registry, authorizeWrite }: RegistryHan
     async uploadVersion(requests, ctx) {
       authorizeWrite(ctx.metadata);
       const version = await registry.upload(uploadParts(requests), ctx.signal);
+      uploaded.add(version.files.reduce((n, f) => n + f.size, 0));
       annotate({ [Attr.model]: version.model, [Attr.modelVersion]: version.version });
       return { version: toVersion(version) };
     },
@@ -95,14 +101,20 @@ export function createRegistryHandlers({ registry, authorizeWrite }: RegistryHan
       let first = true;
       for await (const c of chunks) {
         yield { offset: c.offset, data: c.data, file: first ? file : undefined };
+        downloaded.add(c.data.length);
         first = false;
       }
       // An offset at the very end still answers once, with the file's size and digest.
       if (first) yield { offset: req.offset, data: Buffer.alloc(0), file };
     },
     async *watchModels(req, ctx) {
-      for await (const e of registry.watch(req.afterRevision, req.models, ctx.signal)) {
-        yield { type: e.type as number as WatchEventType, revision: e.revision, model: e.model, version: e.version, alias: e.alias, task: e.task };
+      watchers.add(1);
+      try {
+        for await (const e of registry.watch(req.afterRevision, req.models, ctx.signal)) {
+          yield { type: e.type as number as WatchEventType, revision: e.revision, model: e.model, version: e.version, alias: e.alias, task: e.task };
+        }
+      } finally {
+        watchers.add(-1);
       }
     },
   };

@@ -2,12 +2,12 @@
 // after a header that declares every size and sha256 (so the registry checks the bytes end to end).
 // `ensureDefaultModel` is what model services' `prepareDefaults` call: it pushes only when the model has
 // no `default` alias yet.
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import type { ModelRegistryServiceClient, UploadVersionRequest, UploadVersionResponse } from '../../../gen/maas/registry/v1/registry.js';
 import { unary } from '../../runtime/client.js';
-import { sha256File } from '../../runtime/models/file-digest.js';
 import { authMetadata, connect, tokenOrEnv, type RegistryTarget } from './connect.js';
 
 export const CHUNK_BYTES = 1024 * 1024;
@@ -22,11 +22,13 @@ export interface PushFile {
 }
 
 export interface PushProgress {
+  /** `hash`: reading the files to declare their digests; `upload`: sending them. */
+  phase: 'hash' | 'upload';
   file: string;
   /** Bytes of this file sent so far, and its size. */
   fileBytes: number;
   fileSize: number;
-  /** Bytes of all files sent so far, and their total. */
+  /** Bytes of all files hashed (phase `hash`) or sent (phase `upload`) so far, and their total. */
   sentBytes: number;
   totalBytes: number;
 }
@@ -62,9 +64,14 @@ export async function pushVersion(target: RegistryTarget, options: PushOptions):
   const token = tokenOrEnv(options.token);
   try {
     await ensureModel(client, options, token);
-    const files = await Promise.all(
-      options.files.map(async (f) => ({ ...f, size: (await stat(f.path)).size, sha256: f.sha256 ?? (await sha256File(f.path)) })),
-    );
+    const sized = await Promise.all(options.files.map(async (f) => ({ ...f, size: (await stat(f.path)).size })));
+    const totalBytes = sized.reduce((n, f) => n + f.size, 0);
+    const files: { name: string; path: string; size: number; sha256: string }[] = [];
+    let hashed = 0;
+    for (const f of sized) {
+      files.push({ ...f, sha256: f.sha256 ?? (await hashFile(f.path, (n) => options.onProgress?.({ phase: 'hash', file: f.name, fileBytes: n, fileSize: f.size, sentBytes: hashed + n, totalBytes }))) });
+      hashed += f.size;
+    }
     const response = await upload(client, options, files, token);
     const v = response.version!;
     return { model: v.model, version: v.version, files: v.files, aliases: v.aliases };
@@ -133,13 +140,13 @@ function upload(
       let sentBytes = 0;
       for (const f of files) {
         let fileBytes = 0;
-        options.onProgress?.({ file: f.name, fileBytes, fileSize: f.size, sentBytes, totalBytes });
+        options.onProgress?.({ phase: 'upload', file: f.name, fileBytes, fileSize: f.size, sentBytes, totalBytes });
         for await (const data of createReadStream(f.path, { highWaterMark: CHUNK_BYTES })) {
           if (settled) return;
           await send({ chunk: { file: f.name, data: data as Buffer } });
           fileBytes += (data as Buffer).length;
           sentBytes += (data as Buffer).length;
-          options.onProgress?.({ file: f.name, fileBytes, fileSize: f.size, sentBytes, totalBytes });
+          options.onProgress?.({ phase: 'upload', file: f.name, fileBytes, fileSize: f.size, sentBytes, totalBytes });
         }
       }
       call.end();
@@ -152,6 +159,17 @@ function upload(
       }
     });
   });
+}
+
+async function hashFile(path: string, progress: (bytes: number) => void): Promise<string> {
+  const h = createHash('sha256');
+  let n = 0;
+  for await (const data of createReadStream(path, { highWaterMark: CHUNK_BYTES })) {
+    h.update(data as Buffer);
+    n += (data as Buffer).length;
+    progress(n);
+  }
+  return h.digest('hex');
 }
 
 export interface EnsureDefaultOptions {
