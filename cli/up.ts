@@ -102,11 +102,21 @@ export async function up(options: UpOptions): Promise<number> {
   print(table(['component', 'gRPC', 'other', 'models'], rows));
   print('');
   print(`logs in ${join(resolve(options.dataDir), 'logs')}; \`maas health\` checks them; Ctrl-C stops the mesh.`);
+  // The first Ctrl-C drains; a second one kills what is left at once (a default handler would kill only
+  // this process and orphan the components).
+  let signals = 0;
   const stopSignal =
     options.until ??
     new Promise<void>((res) => {
-      process.once('SIGINT', () => res());
-      process.once('SIGTERM', () => res());
+      const onSignal = () => {
+        if (++signals === 1) res();
+        else {
+          print('stopping at once');
+          for (const p of mesh.processes) p.child.kill('SIGKILL');
+        }
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
     });
   const died = Promise.race(mesh.processes.map((p) => p.exited.then(() => 'died' as const)));
   // Signal listeners alone do not keep Node's event loop alive.
