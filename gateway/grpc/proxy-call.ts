@@ -292,10 +292,10 @@ export class ProxyCall {
   }
 
   private onResponseEnd(up: ClientHttp2Stream): void {
-    if (up !== this.up || this.finished) return;
+    // Without trailers the response did not really end (the replica's connection broke): 'close' decides.
+    if (up !== this.up || this.finished || !this.responded || !this.upTrailers) return;
     this.upEnded = true;
-    if (!this.responded) return;
-    this.finalTrailers = this.upTrailers ? copyTrailers(this.upTrailers) : statusHeaders({ code: 13, details: `replica ${this.replica?.address} ended the call without a status` });
+    this.finalTrailers = copyTrailers(this.upTrailers);
     this.stream.end();
   }
 

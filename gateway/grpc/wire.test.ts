@@ -29,7 +29,7 @@ describe('readModelRef', () => {
   });
 
   it('returns an empty name when the request names no model', () => {
-    const msg = bytes(EmbedRequest.encode({ inputs: ['x'], truncate: false, truncationDirection: 0 }).finish());
+    const msg = bytes(EmbedRequest.encode({ model: undefined, inputs: ['x'], truncate: false, truncationDirection: 0 }).finish());
     expect(readModelRef(msg, [1])).toBeUndefined();
     expect(readModelRef(bytes(ResolveModelRequest.encode({ ref: { name: '' } }).finish()), [1])).toEqual({ name: '' });
   });
