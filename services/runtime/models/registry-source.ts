@@ -11,7 +11,7 @@ import {
   type ModelVersion,
   type WatchModelsResponse,
 } from '../../../gen/maas/registry/v1/registry.js';
-import { createClient, serverStream, unary } from '../client.js';
+import { createClient, serverStream, TRANSFER_CHANNEL_OPTIONS, unary } from '../client.js';
 import { DataLossError } from '../errors.js';
 import { isServiceError } from '../grpc-status.js';
 import type { Logger } from '../logger.js';
@@ -38,7 +38,7 @@ export class RegistrySource implements ModelSource {
   private readonly downloads = new Map<string, Promise<LocalVersion>>();
 
   constructor(private readonly options: RegistrySourceOptions) {
-    this.client = createClient(ModelRegistryServiceClient, options.address);
+    this.client = createClient(ModelRegistryServiceClient, options.address, { channelOptions: TRANSFER_CHANNEL_OPTIONS });
   }
 
   async resolve(selector: ModelSelector, signal: AbortSignal) {
