@@ -2,8 +2,9 @@
 // stages and runtime hardening, that its entrypoint can start every component registered in cli/components.ts
 // from the compiled tree, and that .dockerignore keeps out what the build must make itself.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { components } from '../cli/components.js';
 import { ROOT } from '../cli/launch.js';
@@ -90,6 +91,45 @@ describe('deploy/entrypoint.sh', () => {
     for (const c of components) {
       expect([`services/${c.name}/main.ts`, `${c.name}/main.ts`], `${c.name} entry ${c.entry}`).toContain(c.entry);
     }
+  });
+});
+
+describe('production dependencies', () => {
+  /** Every file a component's entry reaches through relative imports, and the packages those files import. */
+  function reach(entry: string): { files: Set<string>; packages: Map<string, string> } {
+    const files = new Set<string>();
+    const packages = new Map<string, string>();
+    const queue = [join(ROOT, entry)];
+    while (queue.length > 0) {
+      const file = queue.pop()!;
+      if (files.has(file)) continue;
+      files.add(file);
+      const text = readFileSync(file, 'utf8');
+      const specifiers = [...text.matchAll(/(?:^|[\s;])(?:import|export)\s+(?!type\s)(?:[^'";]*?\s+from\s+)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm)].map((m) => m[1] ?? m[2]!);
+      for (const spec of specifiers) {
+        if (spec.startsWith('.')) {
+          const target = join(dirname(file), spec).replace(/\.js$/, '.ts');
+          queue.push(existsSync(target) ? target : join(dirname(file), spec));
+        } else if (!spec.startsWith('node:') && !builtinModules.includes(spec)) {
+          const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+          if (!packages.has(name)) packages.set(name, relative(ROOT, file));
+        }
+      }
+    }
+    return { files, packages };
+  }
+
+  it("installs every package a component's code imports (npm ci --omit=dev), never a devDependency", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+    const production = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})]);
+    const entries = [...components.map((c) => c.entry), 'services/runtime/telemetry/register.ts'];
+    const missing: string[] = [];
+    for (const entry of entries) {
+      const { files, packages } = reach(entry);
+      expect(files.size, `${entry} reaches its modules`).toBeGreaterThan(1);
+      for (const [name, from] of packages) if (!production.has(name)) missing.push(`${name} (imported by ${from}, reached from ${entry})`);
+    }
+    expect(missing, 'packages the image would not have: move them to "dependencies"').toEqual([]);
   });
 });
 
