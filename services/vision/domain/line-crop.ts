@@ -15,16 +15,20 @@ export interface LineImage {
 
 export interface CroppedLine {
   image: LineImage;
-  /** The quad in the order the crop reads it (turned for vertical text). */
-  quad: Quad;
+  /** The crop was turned by 90 degrees (vertical text): it reads the quad as [q1, q2, q3, q0]. */
+  turned: boolean;
 }
 
-/** Crops the quad into a line image `lineHeight` pixels high and at most maxWidth wide. */
-export function cropLine(image: RgbImage, quad: Quad, lineHeight: number, maxWidth: number): CroppedLine {
-  let q = quad;
+/**
+ * Crops the quad into a line image `lineHeight` pixels high and at most maxWidth wide. `margin` widens the
+ * crop on every side by that fraction of the line's height: context the recognizer needs to see word gaps.
+ */
+export function cropLine(image: RgbImage, quad: Quad, lineHeight: number, maxWidth: number, margin = 0): CroppedLine {
+  let q = margin > 0 ? widen(quad, margin) : quad;
   let cw = Math.max(distance(q[0], q[1]), distance(q[2], q[3]));
   let ch = Math.max(distance(q[0], q[3]), distance(q[1], q[2]));
-  if (ch >= 1.5 * cw) {
+  const turned = ch >= 1.5 * cw;
+  if (turned) {
     // np.rot90 of the crop: its top-right corner becomes the top-left.
     q = [q[1], q[2], q[3], q[0]];
     [cw, ch] = [ch, cw];
@@ -65,7 +69,25 @@ export function cropLine(image: RgbImage, quad: Quad, lineHeight: number, maxWid
       out[o + 2] = acc[2] * inv + 0.5;
     }
   }
-  return { image: { width, height, data: out }, quad: q };
+  return { image: { width, height, data: out }, turned };
+}
+
+/** The quad grown outwards along its own sides by margin x its shorter side. */
+function widen(q: Quad, margin: number): Quad {
+  const w = (distance(q[0], q[1]) + distance(q[3], q[2])) / 2;
+  const h = (distance(q[0], q[3]) + distance(q[1], q[2])) / 2;
+  if (w === 0 || h === 0) return q;
+  const m = margin * Math.min(w, h);
+  const ux = ((q[1].x - q[0].x + q[2].x - q[3].x) / 2 / w) * m;
+  const uy = ((q[1].y - q[0].y + q[2].y - q[3].y) / 2 / w) * m;
+  const vx = ((q[3].x - q[0].x + q[2].x - q[1].x) / 2 / h) * m;
+  const vy = ((q[3].y - q[0].y + q[2].y - q[1].y) / 2 / h) * m;
+  return [
+    { x: q[0].x - ux - vx, y: q[0].y - uy - vy },
+    { x: q[1].x + ux - vx, y: q[1].y + uy - vy },
+    { x: q[2].x + ux + vx, y: q[2].y + uy + vy },
+    { x: q[3].x - ux + vx, y: q[3].y - uy + vy },
+  ];
 }
 
 /** Adds the bilinear sample at (x, y) to acc, replicating the border (cv2.BORDER_REPLICATE). */

@@ -36,6 +36,8 @@ export const ocrJsonSchema = z
         line_height: z.number().int().positive().default(48),
         /** Batches are padded to at least this width (the width the model was trained at). */
         min_width: z.number().int().positive().default(320),
+        /** Line crops extend this fraction of the line's height beyond the detected box on every side. */
+        crop_margin: z.number().min(0).max(1).default(0.1),
       })
       .prefault({}),
     orientation: z
@@ -44,7 +46,10 @@ export const ocrJsonSchema = z
         normalization: normalization.default({ scale: 1 / 255, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], channel_order: 'BGR' }),
         height: z.number().int().positive().default(48),
         width: z.number().int().positive().default(192),
-        /** Output labels in order; a line is turned when the label `180` wins with at least `threshold`. */
+        /**
+         * Output labels in order (softmax outputs). A line is turned when P(`180`) reaches `threshold`, or 0.5
+         * when the page as a whole votes upside down.
+         */
         labels: z.array(z.string()).default(['0', '180']),
         threshold: z.number().min(0).max(1).default(0.9),
       })
@@ -57,7 +62,7 @@ export type OcrJson = z.infer<typeof ocrJsonSchema>;
 /** The model-side settings the engine runs with. */
 export interface OcrModelSettings {
   detection: { normalization: Normalization; multiple: number; db: DbOptions };
-  recognition: { normalization: Normalization; lineHeight: number; minWidth: number };
+  recognition: { normalization: Normalization; lineHeight: number; minWidth: number; cropMargin: number };
   orientation: { normalization: Normalization; height: number; width: number; labels: string[]; threshold: number };
 }
 
@@ -72,7 +77,7 @@ export function modelSettings(json: OcrJson): OcrModelSettings {
       multiple: d.multiple,
       db: { threshold: d.threshold, boxThreshold: d.box_threshold, unclipRatio: d.unclip_ratio, maxCandidates: d.max_candidates, minSize: d.min_size },
     },
-    recognition: { normalization: norm(r.normalization), lineHeight: r.line_height, minWidth: r.min_width },
+    recognition: { normalization: norm(r.normalization), lineHeight: r.line_height, minWidth: r.min_width, cropMargin: r.crop_margin },
     orientation: { normalization: norm(o.normalization), height: o.height, width: o.width, labels: o.labels, threshold: o.threshold },
   };
 }

@@ -13,7 +13,7 @@ import type { ImageOps, RgbImage } from './image.js';
 import { cropLine, resampleWidth, rotateLine180, type LineImage } from './line-crop.js';
 import type { OcrBatching, OcrModelSettings } from './ocr-config.js';
 import { readingOrder } from './reading-order.js';
-import { argmax, normalizer, writePlanar, type Normalizer } from './tensors.js';
+import { normalizer, writePlanar, type Normalizer } from './tensors.js';
 
 /** A model behind onnxruntime: one float32 input, its first output back. */
 export interface TensorRunner {
@@ -82,8 +82,8 @@ interface DetItem {
 }
 
 interface ClsOutput {
-  label: string;
-  score: number;
+  /** Probability that the line is upside down. */
+  p180: number;
 }
 
 export class OcrEngine {
@@ -161,25 +161,36 @@ export class OcrEngine {
     const boxes = await this.stage('ocr detection', signal, () => this.detectBoxes(image, options, signal, times));
     stages.detectionMs = lap();
 
-    const { lineHeight, minWidth } = this.parts.settings.recognition;
+    const { lineHeight, minWidth, cropMargin } = this.parts.settings.recognition;
     const crops = await this.stage('ocr crop', signal, async (span) => {
       span.setAttribute('maas.lines', boxes.length);
-      return boxes.map((b) => cropLine(image, b.quad, lineHeight, this.parts.batching.recMaxLineWidth));
+      return boxes.map((b) => {
+        const crop = cropLine(image, b.quad, lineHeight, this.parts.batching.recMaxLineWidth, cropMargin);
+        // The detected box is reported (not the widened crop), in the order the crop reads it.
+        const q = b.quad;
+        return { image: crop.image, quad: (crop.turned ? [q[1], q[2], q[3], q[0]] : q) as Quad };
+      });
     });
     stages.cropMs = lap();
 
     const rotations: (0 | 180)[] = crops.map(() => 0);
     if (options.detectOrientation && this.cls && crops.length > 0) {
-      const { width, height, labels, threshold } = this.parts.settings.orientation;
+      const { width, height, threshold } = this.parts.settings.orientation;
       const outputs = await this.stage('ocr orientation', signal, async () => {
         // PaddleOCR's cls input: the line at the classifier's height, squeezed to at most its width.
         const inputs = crops.map((c, i) =>
-          height === lineHeight ? resampleWidth(c.image, Math.min(width, c.image.width)) : cropLine(image, boxes[i].quad, height, width).image,
+          height === lineHeight ? resampleWidth(c.image, Math.min(width, c.image.width)) : cropLine(image, boxes[i].quad, height, width, cropMargin).image,
         );
         return this.account(await this.cls!.submit(inputs.map((item) => ({ item, cost: 1, key: 1 })), { signal }), times);
       });
-      outputs.forEach((o, i) => {
-        if (o.label === labels[labels.length - 1] && labels.length > 1 && o.score >= threshold) {
+      // P(180) per line. A page is rarely mixed: when the line-width-weighted vote says the page is upside
+      // down, lines leaning that way (P >= 0.5) turn too, not only those above the threshold.
+      const p180 = outputs.map((o) => o.p180);
+      const weights = crops.map((c) => c.image.width);
+      const vote = p180.reduce((s, p, i) => s + p * weights[i], 0) / weights.reduce((a, b) => a + b, 0);
+      const cut = vote >= 0.5 ? 0.5 : threshold;
+      p180.forEach((p, i) => {
+        if (p >= cut) {
           const c = crops[i];
           crops[i] = { image: rotateLine180(c.image), quad: [c.quad[2], c.quad[3], c.quad[0], c.quad[1]] };
           rotations[i] = 180;
@@ -281,10 +292,8 @@ export class OcrEngine {
     items.forEach((img, k) => writePlanar(img, this.clsNorm, tensor, k, height, width));
     const result = await this.parts.classifier!.run(tensor, [items.length, 3, height, width]);
     const classes = result.dims[1];
-    return items.map((_, k) => {
-      const { index, value } = argmax(result.data, k * classes, classes);
-      return { label: labels[index] ?? String(index), score: value };
-    });
+    const flipped = labels.indexOf('180');
+    return items.map((_, k) => ({ p180: flipped < 0 || flipped >= classes ? 0 : result.data[k * classes + flipped] }));
   }
 
   private async runRecognition(items: LineImage[]): Promise<Decoded[]> {
