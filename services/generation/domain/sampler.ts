@@ -9,6 +9,7 @@
 // Top-k/top-p avoid a full sort: probabilities are bucketed by the top 16 bits of their float32 encoding
 // (monotonic for non-negative floats, so buckets are ordered), and only the bucket that straddles the cut is
 // sorted.
+import { expNonPositive } from './fast-exp.js';
 import type { Prng } from './prng.js';
 import type { SamplingParameters } from './params.js';
 
@@ -67,7 +68,8 @@ export class Sampler {
   private readonly bucketMass = new Float64Array(BUCKETS);
   private readonly members: Int32Array;
   private readonly keys: Float64Array;
-  private readonly kept: Uint8Array;
+  /** Bucket of each token of the current row. */
+  private readonly bucketOf: Uint16Array;
   /** The raw row, kept when log probabilities are asked for and penalties change the row. */
   private readonly raw: Float32Array;
 
@@ -87,7 +89,7 @@ export class Sampler {
     this.probBits = new Uint32Array(this.probs.buffer);
     this.members = new Int32Array(vocabSize);
     this.keys = new Float64Array(vocabSize);
-    this.kept = new Uint8Array(vocabSize);
+    this.bucketOf = new Uint16Array(vocabSize);
     this.raw = new Float32Array(vocabSize);
     this.topIds = new Int32Array(Math.max(1, maxLogprobs));
     this.topLogprobs = new Float32Array(Math.max(1, maxLogprobs));
@@ -118,7 +120,7 @@ export class Sampler {
     let max = -Infinity;
     for (let i = 0; i < V; i++) if (logits[offset + i]! > max) max = logits[offset + i]!;
     let sum = 0;
-    for (let i = 0; i < V; i++) sum += Math.exp(logits[offset + i]! - max);
+    for (let i = 0; i < V; i++) sum += expNonPositive(logits[offset + i]! - max);
     return max + Math.log(sum);
   }
 
@@ -143,95 +145,87 @@ export class Sampler {
     this.topCount = count;
   }
 
+  /**
+   * Temperature, then top-k and top-p, then a draw. One pass computes the probabilities and their bucket
+   * histogram; the cuts walk the buckets and sort only the bucket they fall in; the draw walks bucket masses
+   * and scans one bucket. Tokens are visited in descending bucket order, a fixed order, so draws are
+   * reproducible and follow the kept distribution exactly.
+   */
   private draw(logits: Float32Array, offset: number, params: SamplingParameters, rng: Prng): number {
     const V = this.vocabSize;
     const probs = this.probs;
-    let max = -Infinity;
-    for (let i = 0; i < V; i++) if (logits[offset + i]! > max) max = logits[offset + i]!;
-    const inv = 1 / params.temperature;
-    let total = 0;
-    for (let i = 0; i < V; i++) {
-      const e = Math.exp((logits[offset + i]! - max) * inv);
-      probs[i] = e;
-      total += e;
-    }
-    const cutK = params.topK > 0 && params.topK < V;
-    const cutP = params.topP < 1;
-    if (!cutK && !cutP) return this.drawFrom(total, rng, -1);
-    return this.drawTop(cutK ? params.topK : V, cutP ? params.topP : 1, total, rng);
-  }
-
-  /** Draws among tokens whose bucket is above `threshold`, or equal to it and marked kept. */
-  private drawFrom(total: number, rng: Prng, threshold: number): number {
-    const V = this.vocabSize;
-    const probs = this.probs;
     const bits = this.probBits;
-    const u = rng.next() * total;
-    let acc = 0;
-    let last = -1;
-    for (let i = 0; i < V; i++) {
-      if (threshold >= 0) {
-        const b = bits[i]! >>> 16;
-        if (b < threshold || (b === threshold && this.kept[i] === 0)) continue;
-      }
-      acc += probs[i]!;
-      last = i;
-      if (acc > u) return i;
-    }
-    return last;
-  }
-
-  private drawTop(k: number, p: number, total: number, rng: Prng): number {
-    const V = this.vocabSize;
-    const probs = this.probs;
-    const bits = this.probBits;
+    const bucketOf = this.bucketOf;
     const count = this.bucketCount;
     const mass = this.bucketMass;
     const members = this.members;
     this.lastSortedBucket = -1;
+
+    let max = -Infinity;
+    for (let i = 0; i < V; i++) if (logits[offset + i]! > max) max = logits[offset + i]!;
+    const inv = 1 / params.temperature;
+    if ((params.topK === 0 || params.topK >= V) && params.topP >= 1) {
+      // No cut: a draw over every token in id order, no buckets needed.
+      let sum = 0;
+      for (let i = 0; i < V; i++) {
+        probs[i] = expNonPositive((logits[offset + i]! - max) * inv);
+        sum += probs[i]!;
+      }
+      const target = rng.next() * sum;
+      let run = 0;
+      for (let i = 0; i < V; i++) {
+        run += probs[i]!;
+        if (run > target) return i;
+      }
+      return V - 1;
+    }
     count.fill(0);
     mass.fill(0);
-    let lowest = BUCKETS;
+    let total = 0;
+    let lowest = BUCKETS - 1;
     for (let i = 0; i < V; i++) {
+      probs[i] = expNonPositive((logits[offset + i]! - max) * inv);
+      const e = probs[i]!;
       const b = bits[i]! >>> 16;
+      bucketOf[i] = b;
       count[b]!++;
-      mass[b]! += probs[i]!;
+      mass[b]! += e;
+      total += e;
       if (b < lowest) lowest = b;
     }
 
     // Top-k: the bucket holding the k-th largest probability, and how many of its members make the cut.
-    let kBucket = -1;
-    let kTake = 0;
-    let kPartial = 0;
+    const k = params.topK > 0 && params.topK < V ? params.topK : V;
+    let threshold = -1;
+    let take = 0;
     let keptMass = total;
     if (k < V) {
       let seen = 0;
       let above = 0;
       for (let b = BUCKETS - 1; b >= 0; b--) {
         if (seen + count[b]! >= k) {
-          kBucket = b;
-          kTake = k - seen;
+          threshold = b;
+          take = k - seen;
           break;
         }
         seen += count[b]!;
         above += mass[b]!;
       }
-      const n = this.sortBucket(kBucket);
-      for (let j = 0; j < kTake; j++) kPartial += probs[members[n - 1 - j]!]!;
-      keptMass = above + kPartial;
-      lowest = kBucket;
+      const n = this.sortBucket(threshold);
+      let partial = 0;
+      for (let j = 0; j < take; j++) partial += probs[members[n - 1 - j]!]!;
+      keptMass = above + partial;
+      lowest = threshold;
     }
 
     // Top-p within what top-k kept: descending until the kept mass reaches p of it.
-    let threshold = kBucket;
-    let take = kTake;
-    if (p < 1) {
-      const target = p * keptMass;
+    if (params.topP < 1) {
+      const target = params.topP * keptMass;
       let acc = 0;
       for (let b = BUCKETS - 1; b >= lowest; b--) {
-        const inBucket = b === kBucket ? kTake : count[b]!;
+        const inBucket = b === threshold ? take : count[b]!;
         if (inBucket === 0) continue;
-        const bucketMass = b === kBucket ? kPartial : mass[b]!;
+        const bucketMass = b === threshold ? keptMass - acc : mass[b]!;
         if (acc + bucketMass < target && b !== lowest) {
           acc += bucketMass;
           continue;
@@ -245,23 +239,37 @@ export class Sampler {
         }
         threshold = b;
         take = t;
+        keptMass = acc;
         break;
       }
     }
-    if (threshold < 0) return this.drawFrom(total, rng, -1);
 
-    // Mark the kept members of the threshold bucket, draw among the kept tokens, unmark.
-    const n = this.sortBucket(threshold);
-    let sum = 0;
-    for (let b = BUCKETS - 1; b > threshold; b--) sum += mass[b]!;
-    for (let j = 0; j < take; j++) {
-      const id = members[n - 1 - j]!;
-      this.kept[id] = 1;
-      sum += probs[id]!;
+    // The draw: whole buckets above the threshold, then the kept members of the threshold bucket.
+    const u = rng.next() * keptMass;
+    let acc = 0;
+    for (let b = BUCKETS - 1; b > threshold; b--) {
+      if (count[b] === 0) continue;
+      if (acc + mass[b]! <= u && b > lowest) {
+        acc += mass[b]!;
+        continue;
+      }
+      let last = -1;
+      for (let i = 0; i < V; i++) {
+        if (bucketOf[i] !== b) continue;
+        acc += probs[i]!;
+        last = i;
+        if (acc > u) return i;
+      }
+      if (threshold < 0 || b === lowest) return last;
     }
-    const token = this.drawFrom(sum, rng, threshold);
-    for (let j = 0; j < take; j++) this.kept[members[n - 1 - j]!] = 0;
-    return token;
+    const n = this.sortBucket(threshold);
+    let last = members[n - 1]!;
+    for (let j = 0; j < take; j++) {
+      last = members[n - 1 - j]!;
+      acc += probs[last]!;
+      if (acc > u) return last;
+    }
+    return last;
   }
 
   /** Length of the last sorted bucket's member list (members[0, lastSorted), ascending). */
@@ -276,10 +284,11 @@ export class Sampler {
     if (b === this.lastSortedBucket) return this.lastSorted;
     const V = this.vocabSize;
     const bits = this.probBits;
+    const bucketOf = this.bucketOf;
     const keys = this.keys;
     let n = 0;
     for (let i = 0; i < V; i++) {
-      if (bits[i]! >>> 16 === b) keys[n++] = (bits[i]! & 0xffff) * 1048576 + (1048575 - i);
+      if (bucketOf[i] === b) keys[n++] = (bits[i]! & 0xffff) * 1048576 + (1048575 - i);
     }
     const view = keys.subarray(0, n);
     view.sort();
