@@ -56,6 +56,7 @@ export class OnnxDecoder implements Decoder {
   /** Past length of the current batch (all rows right-aligned to it). */
   private pastLength = 0;
   private logitsBuffer = new Float32Array(0);
+  private maskBuffer = new BigInt64Array(0);
   private closed = false;
 
   private constructor(
@@ -113,7 +114,8 @@ export class OnnxDecoder implements Decoder {
 
     const ids = new BigInt64Array(B);
     const positions = new BigInt64Array(B);
-    const mask = new BigInt64Array(B * (T + 1));
+    if (this.maskBuffer.length < B * (T + 1)) this.maskBuffer = new BigInt64Array(Math.max(B * (T + 1), this.maskBuffer.length * 2));
+    const mask = new BigInt64Array(this.maskBuffer.buffer, 0, B * (T + 1)).fill(0n);
     for (let r = 0; r < B; r++) {
       const c = this.rows[r]!;
       ids[r] = BigInt(batch[r]!.token);

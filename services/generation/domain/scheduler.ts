@@ -90,6 +90,7 @@ class Sequence {
   queueSpan: Span | undefined;
   decodeSpan: Span | undefined;
   maxBatch = 0;
+  lastBatch = 0;
   batchSum = 0;
   onAbort: (() => void) | undefined;
 
@@ -282,6 +283,11 @@ export class Scheduler {
       seq.stepsRun++;
       seq.batchSum += batch.length;
       if (batch.length > seq.maxBatch) seq.maxBatch = batch.length;
+      if (batch.length !== seq.lastBatch) {
+        // One event per change of the batch around this sequence, not one per step.
+        seq.decodeSpan?.addEvent('maas.batch', { [Attr.batchSize]: batch.length, 'maas.decode_step': seq.stepsRun });
+        seq.lastBatch = batch.length;
+      }
       if (seq.request.signal.aborted) {
         this.end(seq, FinishReason.CANCELLED);
         continue;
