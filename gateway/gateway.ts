@@ -132,8 +132,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   });
 
+  // JSON carries a message in about twice its protobuf size (floats and base64 images as text).
+  const largest = Math.max(...[...table.values()].filter((r) => r.pool !== 'registry').map((r) => r.maxRequestBytes), 1024 * 1024);
   const http = config.httpEnabled
-    ? createHttpApi({ host: config.host, port: config.httpPort, log, admission, directory, pools, retry, table, isDraining: () => server?.isDraining ?? false })
+    ? createHttpApi({ host: config.host, port: config.httpPort, log, admission, directory, pools, retry, table, bodyLimit: 2 * largest, tracing })
     : undefined;
 
   server = new GatewayServer({
