@@ -146,13 +146,10 @@ export class OnnxDecoder implements Decoder {
     fetches.logits = new ort.Tensor('float32', logits, [B, 1, V]);
 
     const out = await this.session.run(feeds, fetches);
-    // onnxruntime writes into the buffers given; copy in the rare case it returned others.
-    for (let s = 0; s < this.slots; s++) {
-      const data = out[this.presentNames[s]!]!.data as Float32Array;
-      if (data.buffer !== presents[s]!.buffer) presents[s]!.set(data);
-    }
-    const logitsOut = out.logits!.data as Float32Array;
-    if (logitsOut.buffer !== logits.buffer) logits.set(logitsOut);
+    // onnxruntime writes into the buffers given and returns new tensors over the same memory (not the same
+    // ArrayBuffer objects, so identity cannot tell). Copy only if the values differ, checked at both ends.
+    for (let s = 0; s < this.slots; s++) adopt(out[this.presentNames[s]!]!.data as Float32Array, presents[s]!);
+    adopt(out.logits!.data as Float32Array, logits);
 
     this.current = 1 - this.current;
     this.pastLength = T + 1;
@@ -235,6 +232,12 @@ export class OnnxDecoder implements Decoder {
   private checkOpen(): void {
     if (this.closed) throw new Error('the decoder is closed');
   }
+}
+
+function adopt(returned: Float32Array, given: Float32Array): void {
+  const n = given.length;
+  if (n === 0) return;
+  if (!Object.is(returned[0], given[0]) || !Object.is(returned[n - 1], given[n - 1])) given.set(returned);
 }
 
 function ensure(set: ArrayBuffer[], slot: number, bytes: number): ArrayBuffer {
