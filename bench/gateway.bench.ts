@@ -1,0 +1,187 @@
+// What the gateway hop costs, measured side by side in one run, every part its own process (the service, the
+// gateway, and the load-generating client):
+//   - latency added by the hop at one call in flight: p50 and p99 through the gateway minus direct;
+//   - throughput through the gateway as a ratio of direct at 64 calls in flight (one client channel).
+// Subject 1 is the echo service (the runtime's MeshServer with a handler that does nothing): the hop alone.
+// Subject 2 is the registry's GetModel through `gateway/main.ts` exactly as `maas up` runs it: a real RPC.
+// Direct and gateway take turns cell by cell (best of the rounds each), so a busy moment of the shared machine
+// hits both alike. Goals (issue 7): p50 added ≤ 1 ms; throughput ≥ 0.6× direct.
+//
+// This file is also the entry of two helper processes, chosen by GATEWAY_BENCH_ROLE: `gateway` (a gateway
+// fronting the echo service) and `load` (the client).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Task } from '../gen/maas/common/v1/model.js';
+import { GetModelRequest, ModelRegistryServiceClient } from '../gen/maas/registry/v1/registry.js';
+import { launch, nodeArgs, ROOT, type Launched } from '../cli/launch.js';
+import { createClient, unary, waitForReady } from '../services/runtime/client.js';
+import type { BenchResult } from './types.js';
+
+const ROUNDS = 2;
+const LATENCY_MS = 2500;
+const THROUGHPUT_MS = 3500;
+const WARMUP_MS = 700;
+const CLIENTS = 64;
+const ECHO_PATH = '/maas.testing.v1.EchoService/Echo';
+const GET_MODEL_PATH = '/maas.registry.v1.ModelRegistryService/GetModel';
+
+interface LoadResult {
+  calls: number;
+  errors: number;
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+export default async function bench(): Promise<BenchResult[]> {
+  const processes: Launched[] = [];
+  const dataDir = mkdtempSync(join(tmpdir(), 'maas-gateway-bench-'));
+  const quiet = { MAAS_METRICS_PORT: '0', MAAS_PORT: '0', MAAS_LOG_LEVEL: 'info', OTEL_SDK_DISABLED: 'true' };
+  try {
+    // Subject 1: echo.
+    const echo = launch('echo', 'test/fixtures/echo-main.ts', { env: quiet });
+    processes.push(echo);
+    const echoAddress = `127.0.0.1:${await echo.port}`;
+    const gw = launch('gateway', 'bench/gateway.bench.ts', { env: { ...quiet, GATEWAY_BENCH_ROLE: 'gateway', GATEWAY_BENCH_TARGET: echoAddress } });
+    processes.push(gw);
+    const gwAddress = `127.0.0.1:${await gw.port}`;
+    const echoRequest = Buffer.from([0x0a, 100, ...Buffer.alloc(100, 0x61)]).toString('hex');
+    const echoRows = await compare('echo (the hop alone)', echoAddress, gwAddress, ECHO_PATH, echoRequest);
+
+    // Subject 2: the registry through the gateway process as deployed.
+    const registry = launch('registry', 'services/registry/main.ts', { env: { ...quiet, MAAS_REGISTRY_DATA_DIR: join(dataDir, 'registry') } });
+    processes.push(registry);
+    const registryAddress = `127.0.0.1:${await registry.port}`;
+    const client = createClient(ModelRegistryServiceClient, registryAddress);
+    await waitForReady(client, 10_000);
+    await unary(client.createModel.bind(client), { name: 'bench-model', task: Task.TASK_EMBEDDING, description: 'gateway bench', tags: { team: 'bench' } });
+    client.close();
+    const real = launch('gateway', 'gateway/main.ts', { env: { ...quiet, MAAS_REGISTRY_ADDRESS: registryAddress, MAAS_GATEWAY_HTTP_ENABLED: 'false' } });
+    processes.push(real);
+    const realAddress = `127.0.0.1:${await real.port}`;
+    const getModel = Buffer.from(GetModelRequest.encode({ name: 'bench-model' }).finish()).toString('hex');
+    const registryRows = await compare('registry GetModel (gateway/main.ts)', registryAddress, realAddress, GET_MODEL_PATH, getModel);
+    return [...echoRows, ...registryRows];
+  } finally {
+    for (const p of processes.reverse()) await p.stop('SIGTERM', 5000);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function compare(subject: string, direct: string, via: string, path: string, requestHex: string): Promise<BenchResult[]> {
+  // Wait until the gateway has a healthy replica (its first calls would otherwise wait for the health watch).
+  await runLoad(via, path, requestHex, 1, 300, 0);
+  const best = { directLat: undefined as LoadResult | undefined, viaLat: undefined as LoadResult | undefined, directTput: undefined as LoadResult | undefined, viaTput: undefined as LoadResult | undefined };
+  const better = (a: LoadResult | undefined, b: LoadResult, by: 'p50' | 'rps') => (!a ? b : by === 'rps' ? (b.rps > a.rps ? b : a) : b.p50 < a.p50 ? b : a);
+  for (let round = 0; round < ROUNDS; round++) {
+    best.directLat = better(best.directLat, await runLoad(direct, path, requestHex, 1, LATENCY_MS), 'p50');
+    best.viaLat = better(best.viaLat, await runLoad(via, path, requestHex, 1, LATENCY_MS), 'p50');
+    best.directTput = better(best.directTput, await runLoad(direct, path, requestHex, CLIENTS, THROUGHPUT_MS), 'rps');
+    best.viaTput = better(best.viaTput, await runLoad(via, path, requestHex, CLIENTS, THROUGHPUT_MS), 'rps');
+  }
+  const { directLat, viaLat, directTput, viaTput } = best as { [K in keyof typeof best]: LoadResult };
+  const errors = directLat.errors + viaLat.errors + directTput.errors + viaTput.errors;
+  const g = 'gateway';
+  return [
+    { group: g, name: `${subject}: p50 direct, 1 in flight`, value: directLat.p50, unit: 'ms' },
+    { group: g, name: `${subject}: p50 through the gateway, 1 in flight`, value: viaLat.p50, unit: 'ms' },
+    { group: g, name: `${subject}: p50 added by the hop`, value: viaLat.p50 - directLat.p50, unit: 'ms', note: 'goal ≤ 1 ms' },
+    { group: g, name: `${subject}: p99 added by the hop`, value: viaLat.p99 - directLat.p99, unit: 'ms', note: `p99 direct ${directLat.p99.toFixed(2)} ms, through ${viaLat.p99.toFixed(2)} ms` },
+    { group: g, name: `${subject}: direct, ${CLIENTS} in flight`, value: directTput.rps, unit: 'calls/s', note: `p50 ${directTput.p50.toFixed(1)} ms` },
+    { group: g, name: `${subject}: through the gateway, ${CLIENTS} in flight`, value: viaTput.rps, unit: 'calls/s', note: `p50 ${viaTput.p50.toFixed(1)} ms${errors ? `; ${errors} failed calls` : ''}` },
+    { group: g, name: `${subject}: throughput through / direct, ${CLIENTS} in flight`, value: viaTput.rps / directTput.rps, unit: 'x', note: 'goal ≥ 0.6x' },
+  ];
+}
+
+/** Runs the load client in its own process and returns what it measured. */
+function runLoad(target: string, path: string, requestHex: string, concurrency: number, ms: number, warmupMs = WARMUP_MS): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, nodeArgs('bench/gateway.bench.ts'), {
+      cwd: ROOT,
+      env: { ...process.env, OTEL_SDK_DISABLED: 'true', GATEWAY_BENCH_ROLE: 'load', GATEWAY_BENCH_TARGET: target, GATEWAY_BENCH_PATH: path, GATEWAY_BENCH_REQUEST: requestHex, GATEWAY_BENCH_CONCURRENCY: String(concurrency), GATEWAY_BENCH_MS: String(ms), GATEWAY_BENCH_WARMUP_MS: String(warmupMs) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      try {
+        if (code !== 0) throw new Error(`load client exited with ${code}`);
+        resolve(JSON.parse(line) as LoadResult);
+      } catch (err) {
+        reject(new Error(`load client failed: ${(err as Error).message}; output: ${out.slice(-500)}`));
+      }
+    });
+  });
+}
+
+/** The client process: `concurrency` callers in a loop on one channel, raw bytes (no encoding cost). */
+async function loadRole(): Promise<void> {
+  const env = process.env;
+  const target = env.GATEWAY_BENCH_TARGET!;
+  const path = env.GATEWAY_BENCH_PATH!;
+  const request = Buffer.from(env.GATEWAY_BENCH_REQUEST!, 'hex');
+  const concurrency = Number(env.GATEWAY_BENCH_CONCURRENCY);
+  const ms = Number(env.GATEWAY_BENCH_MS);
+  const warmupMs = Number(env.GATEWAY_BENCH_WARMUP_MS);
+  const id = (b: Buffer) => b;
+  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
+  const call = () =>
+    new Promise<boolean>((resolve) => client.makeUnaryRequest(path, id, id, request, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(!err)));
+  // Warm up (and, with ms 0, just wait for the first successful call).
+  const warmEnd = Date.now() + warmupMs;
+  for (let ok = false; !ok || Date.now() < warmEnd; ) {
+    ok = await call();
+    if (!ok) await new Promise((r) => setTimeout(r, 50));
+  }
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = performance.now();
+  const end = started + ms;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        if (await call()) latencies.push(performance.now() - t);
+        else errors++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+  const result: LoadResult = { calls: latencies.length, errors, rps: latencies.length / Math.max(elapsed, 1e-9), p50: q(0.5), p99: q(0.99) };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  client.close();
+  process.exit(0);
+}
+
+/** A gateway process fronting the echo service at GATEWAY_BENCH_TARGET (besides the mesh's defaults). */
+async function gatewayRole(): Promise<void> {
+  const [{ runComponent }, { spec }, { createGateway }, { echoProto }] = await Promise.all([
+    import('../services/runtime/process.js'),
+    import('../gateway/config.js'),
+    import('../gateway/gateway.js'),
+    import('../test/fixtures/echo-service.js'),
+  ]);
+  await runComponent({
+    component: 'gateway',
+    spec,
+    start: async (config, log) => {
+      const gateway = createGateway({
+        config: { ...config, httpEnabled: false, registryTargets: { kind: 'none' } },
+        log,
+        extraDescriptors: echoProto,
+        extraServices: [{ service: { service: 'maas.testing.v1.EchoService', pool: 'echo', scope: () => 'infer' }, targets: { kind: 'static', addresses: [process.env.GATEWAY_BENCH_TARGET!] } }],
+      });
+      return { server: gateway.server, close: () => gateway.close() };
+    },
+  });
+}
+
+if (process.env.GATEWAY_BENCH_ROLE === 'load') await loadRole();
+else if (process.env.GATEWAY_BENCH_ROLE === 'gateway') await gatewayRole();
