@@ -52,6 +52,8 @@ export interface ClassifierSettings {
 
 export interface ClassifierBatching {
   maxBatch: number;
+  /** Batches run at once. */
+  runConcurrency: number;
   maxQueueDelayMs: number;
   maxQueued: number;
 }
@@ -91,6 +93,7 @@ export class ClassifierEngine {
       maxBatchCost: Number.MAX_SAFE_INTEGER,
       maxQueueDelayMs: parts.batching.maxQueueDelayMs,
       maxQueueSize: parts.batching.maxQueued,
+      concurrency: parts.batching.runConcurrency,
       attributes: this.attributes,
       run: (items) => this.run(items),
     });

@@ -94,6 +94,8 @@ export interface OcrBatching {
   recMaxBatchWidth: number;
   /** Widest line image fed to the recognizer; longer lines are squeezed. */
   recMaxLineWidth: number;
+  /** Batches of one model that may run at once (parallel onnxruntime runs on the same session). */
+  runConcurrency: number;
   /** How long a queued entry may wait for its batch to fill while the model is idle. */
   maxQueueDelayMs: number;
   /** Most pages waiting for detection. */

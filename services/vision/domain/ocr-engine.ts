@@ -107,6 +107,7 @@ export class OcrEngine {
       maxBatchCost: Number.MAX_SAFE_INTEGER,
       maxQueueDelayMs: b.maxQueueDelayMs,
       maxQueueSize: b.maxQueuedPages,
+      concurrency: b.runConcurrency,
       attributes: this.attributes,
       run: (items) => this.runDetection(items),
     });
@@ -117,6 +118,7 @@ export class OcrEngine {
         maxBatchCost: Number.MAX_SAFE_INTEGER,
         maxQueueDelayMs: b.maxQueueDelayMs,
         maxQueueSize: b.maxQueuedLines,
+        concurrency: b.runConcurrency,
         attributes: this.attributes,
         run: (items) => this.runOrientation(items),
       });
@@ -128,6 +130,7 @@ export class OcrEngine {
       padded: true,
       maxQueueDelayMs: b.maxQueueDelayMs,
       maxQueueSize: b.maxQueuedLines,
+      concurrency: b.runConcurrency,
       attributes: this.attributes,
       run: (items) => this.runRecognition(items),
     });
@@ -267,7 +270,10 @@ export class OcrEngine {
     });
   }
 
-  /** Runs pages of equal input size as one batch (a batch may hold several sizes: one run per size). */
+  /**
+   * Runs pages of equal input size as one tensor. A batch the batcher formed may hold several sizes (it
+   * prefers equal ones); each size is its own run, and those runs go in parallel rather than one after another.
+   */
   private async runDetection(items: DetItem[]): Promise<Float32Array[]> {
     const out = new Array<Float32Array>(items.length);
     const groups = new Map<string, number[]>();
@@ -275,14 +281,16 @@ export class OcrEngine {
       const key = `${it.image.width}x${it.image.height}`;
       groups.set(key, [...(groups.get(key) ?? []), i]);
     });
-    for (const indices of groups.values()) {
-      const { width, height } = items[indices[0]].image;
-      const tensor = new Float32Array(indices.length * 3 * height * width);
-      indices.forEach((idx, k) => writePlanar(items[idx].image, this.detNorm, tensor, k, height, width));
-      const result = await this.parts.detector.run(tensor, [indices.length, 3, height, width]);
-      const plane = height * width;
-      indices.forEach((idx, k) => (out[idx] = result.data.subarray(k * plane, (k + 1) * plane)));
-    }
+    await Promise.all(
+      [...groups.values()].map(async (indices) => {
+        const { width, height } = items[indices[0]].image;
+        const tensor = new Float32Array(indices.length * 3 * height * width);
+        indices.forEach((idx, k) => writePlanar(items[idx].image, this.detNorm, tensor, k, height, width));
+        const result = await this.parts.detector.run(tensor, [indices.length, 3, height, width]);
+        const plane = height * width;
+        indices.forEach((idx, k) => (out[idx] = result.data.subarray(k * plane, (k + 1) * plane)));
+      }),
+    );
     return out;
   }
 
