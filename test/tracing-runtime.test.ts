@@ -49,3 +49,23 @@ describe('tracing in a component process', () => {
     expect(span!.attributes['rpc.grpc.status_code']).toBe(grpc.status.NOT_FOUND);
   });
 });
+
+describe('resource attributes', () => {
+  it('carries OTEL_RESOURCE_ATTRIBUTES (pod and namespace in Kubernetes) on exported spans', async () => {
+    const r = new OtlpReceiver();
+    await r.start();
+    const p = launch('echo', 'test/fixtures/echo-main.ts', {
+      env: { MAAS_PORT: '0', MAAS_METRICS_PORT: '0', ...r.env(), OTEL_SERVICE_NAME: 'maas-echo', OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name=echo-7d9f,service.namespace=maas' },
+    });
+    try {
+      const c = new EchoClient(`127.0.0.1:${await p.port}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+      await new Promise((res, rej) => c.Echo({ text: 'x' }, (err: Error | null, v: unknown) => (err ? rej(err) : res(v))));
+      c.close();
+      await r.waitFor((spans) => spans.length > 0);
+      expect(r.spans[0]!.resource).toMatchObject({ 'k8s.pod.name': 'echo-7d9f', 'service.namespace': 'maas', 'service.name': 'maas-echo' });
+    } finally {
+      await p.stop();
+      r.close();
+    }
+  });
+});

@@ -6,6 +6,8 @@ import { loadSync } from '@grpc/proto-loader';
 
 export interface ReceivedSpan {
   service: string;
+  /** Resource attributes of the process that sent the span. */
+  resource: Record<string, string | number | boolean>;
   traceId: string;
   spanId: string;
   parentSpanId: string;
@@ -53,11 +55,13 @@ export class OtlpReceiver {
     this.server.addService(pkg.opentelemetry.proto.collector.trace.v1.TraceService.service, {
       Export: (call: grpc.ServerUnaryCall<{ resource_spans: unknown[] }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         for (const rs of call.request.resource_spans as { resource?: { attributes: Kv[] }; scope_spans: { spans: Record<string, unknown>[] }[] }[]) {
-          const service = String(attrs(rs.resource?.attributes)['service.name'] ?? '');
+          const resource = attrs(rs.resource?.attributes);
+          const service = String(resource['service.name'] ?? '');
           for (const ss of rs.scope_spans) {
             for (const s of ss.spans) {
               this.spans.push({
                 service,
+                resource,
                 traceId: hex(s.trace_id as Buffer),
                 spanId: hex(s.span_id as Buffer),
                 parentSpanId: hex(s.parent_span_id as Buffer),

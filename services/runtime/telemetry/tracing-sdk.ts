@@ -5,7 +5,7 @@ import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } 
 import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { resourceFromAttributes, defaultResource } from '@opentelemetry/resources';
+import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
@@ -30,12 +30,15 @@ export function startTracing(env: NodeJS.ProcessEnv = process.env): TracingHandl
   if (exporter) processors.push(new BatchSpanProcessor(exporter, { scheduledDelayMillis: Number(env.OTEL_BSP_SCHEDULE_DELAY ?? 1000) }));
 
   const provider = new NodeTracerProvider({
-    resource: defaultResource().merge(
-      resourceFromAttributes({
-        [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? defaultServiceName(),
-        [ATTR_SERVICE_VERSION]: env.npm_package_version ?? '0.1.0',
-      }),
-    ),
+    // OTEL_RESOURCE_ATTRIBUTES (pod, node and namespace in the Kubernetes manifests) joins the defaults.
+    resource: defaultResource()
+      .merge(detectResources({ detectors: [envDetector] }))
+      .merge(
+        resourceFromAttributes({
+          [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? defaultServiceName(),
+          [ATTR_SERVICE_VERSION]: env.npm_package_version ?? '0.1.0',
+        }),
+      ),
     spanProcessors: processors,
   });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
