@@ -1,6 +1,6 @@
 // The vision service's use cases, free of gRPC: check the options, admit the page (a bounded number are
-// decoded and processed at once; past that, RESOURCE_EXHAUSTED with a retry hint), decode it within the
-// limits, lease the model version from the host, run the engine and report where the time went.
+// decoded and processed at once; past that, RESOURCE_EXHAUSTED with a retry hint), lease the model version
+// from the host, decode the image within the limits, run the engine and report where the time went.
 import { SpanStatusCode } from '@opentelemetry/api';
 import { FailedPreconditionError, InvalidArgumentError, MaasError, OverloadedError, throwIfAborted } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -105,10 +105,10 @@ export class VisionService {
   async recognizeText(model: ModelSelector, bytes: Uint8Array, options: TextOptionsInput, signal: AbortSignal): Promise<RecognizeTextOutput> {
     const started = performance.now();
     const opts = this.textOptions(options);
-    return this.admit('recognize_text', async () => {
-      const { image, decodeMs } = await this.decode(bytes, signal);
-      return this.withModel(model, this.deps.settings.defaultOcrModel, ModelTask.OCR, signal, async (lease, served) => {
+    return this.admit('recognize_text', async () =>
+      this.withModel(model, this.deps.settings.defaultOcrModel, ModelTask.OCR, signal, async (lease, served) => {
         if (lease.model.kind !== 'ocr') throw new Error('unreachable');
+        const { image, decodeMs } = await this.decode(bytes, signal, served);
         const r = await lease.model.engine.recognize(image, opts, signal);
         const attrs = { model: served.name };
         this.metrics.lines.add(r.lines.length, attrs);
@@ -121,17 +121,17 @@ export class VisionService {
           timings: { queueMs: r.queueMs, inferenceMs: r.inferenceMs, totalMs: performance.now() - started },
           stages: { decodeMs, ...r.stages },
         };
-      });
-    });
+      }),
+    );
   }
 
   async detectText(model: ModelSelector, bytes: Uint8Array, options: TextOptionsInput, signal: AbortSignal): Promise<DetectTextOutput> {
     const started = performance.now();
     const { maxSide } = this.textOptions(options);
-    return this.admit('detect_text', async () => {
-      const { image, decodeMs } = await this.decode(bytes, signal);
-      return this.withModel(model, this.deps.settings.defaultOcrModel, ModelTask.OCR, signal, async (lease, served) => {
+    return this.admit('detect_text', async () =>
+      this.withModel(model, this.deps.settings.defaultOcrModel, ModelTask.OCR, signal, async (lease, served) => {
         if (lease.model.kind !== 'ocr') throw new Error('unreachable');
+        const { image, decodeMs } = await this.decode(bytes, signal, served);
         const r = await lease.model.engine.detect(image, { maxSide }, signal);
         this.recordStages(served.name, { decode: decodeMs });
         return {
@@ -141,24 +141,24 @@ export class VisionService {
           model: served,
           timings: { queueMs: r.queueMs, inferenceMs: r.inferenceMs, totalMs: performance.now() - started },
         };
-      });
-    });
+      }),
+    );
   }
 
   async classifyImage(model: ModelSelector, bytes: Uint8Array, topK: number | undefined, signal: AbortSignal): Promise<ClassifyOutput> {
     const started = performance.now();
     const k = topK ?? DEFAULT_TOP_K;
     if (!Number.isInteger(k) || k < 1 || k > MAX_TOP_K) throw InvalidArgumentError.field('top_k', `must be between 1 and ${MAX_TOP_K} (got ${k})`);
-    return this.admit('classify_image', async () => {
-      const { image, decodeMs } = await this.decode(bytes, signal);
-      return this.withModel(model, this.deps.settings.defaultClassifier, ModelTask.IMAGE_CLASSIFICATION, signal, async (lease, served) => {
+    return this.admit('classify_image', async () =>
+      this.withModel(model, this.deps.settings.defaultClassifier, ModelTask.IMAGE_CLASSIFICATION, signal, async (lease, served) => {
         if (lease.model.kind !== 'classifier') throw new Error('unreachable');
+        const { image, decodeMs } = await this.decode(bytes, signal, served);
         const t = performance.now();
         const r = await lease.model.engine.classify(image, k, signal);
         this.recordStages(served.name, { decode: decodeMs, classification: performance.now() - t });
         return { labels: r.labels, model: served, timings: { queueMs: r.queueMs, inferenceMs: r.inferenceMs, totalMs: performance.now() - started } };
-      });
-    });
+      }),
+    );
   }
 
   /** The loaded versions, described. */
@@ -233,10 +233,11 @@ export class VisionService {
     }
   }
 
-  private async decode(bytes: Uint8Array, signal: AbortSignal): Promise<{ image: RgbImage; decodeMs: number }> {
+  private async decode(bytes: Uint8Array, signal: AbortSignal, model: Served): Promise<{ image: RgbImage; decodeMs: number }> {
     throwIfAborted(signal);
     const started = performance.now();
-    return tracer().startActiveSpan('image decode', { attributes: { 'maas.image_bytes': bytes.length } }, async (span) => {
+    const attributes = { [Attr.model]: model.name, [Attr.modelVersion]: model.version, 'maas.image_bytes': bytes.length };
+    return tracer().startActiveSpan('image decode', { attributes }, async (span) => {
       try {
         const image = await this.deps.images.decode(bytes, this.deps.settings.limits, 'image');
         span.setAttributes({ 'maas.image_width': image.width, 'maas.image_height': image.height });
