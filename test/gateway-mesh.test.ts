@@ -29,7 +29,7 @@ import { visionComponent } from '../services/vision/component.js';
 import { renderPages } from './fixtures/vision/pages.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
 import { listServices } from './support/reflection.js';
-import { waitFor } from './gateway-support.js';
+import { startGateway, waitFor } from './gateway-support.js';
 
 interface Service {
   proc: Launched;
@@ -421,6 +421,52 @@ describe('the gateway in front of the mesh', () => {
       expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200);
     });
+  });
+
+  it('loses no Embed call when one of two embeddings replicas is SIGKILLed under load, and uses it again once it is back', async () => {
+    const env = { MAAS_REGISTRY_ADDRESS: registry.address, MAAS_EMBEDDINGS_CACHE_DIR: join(dir, 'embeddings-b') };
+    let second = start('embeddings', 'services/embeddings/main.ts', env);
+    const port = await second.proc.port;
+    const secondAddress = `127.0.0.1:${port}`;
+    const gw = await startGateway({ MAAS_REGISTRY_ADDRESS: registry.address, MAAS_GATEWAY_EMBEDDINGS_TARGETS: `${services.embeddings!.address},${secondAddress}` });
+    const c = createClient(EmbeddingServiceClient, gw.address);
+    try {
+      const pool = gw.gateway.pools.get('embeddings')!;
+      const replica = () => pool.set.replicas.find((r) => r.address === secondAddress)!;
+      await waitFor(() => pool.usable === 2, 30_000, 'both replicas healthy');
+      let ok = 0;
+      const failures: string[] = [];
+      let running = true;
+      const load = Promise.all(
+        Array.from({ length: 6 }, async (_, w) => {
+          for (let i = 0; running; i++) {
+            try {
+              const res = await unary(c.embed.bind(c), { model: { name: 'glove-100d' }, inputs: [`worker ${w} call ${i}`], truncate: false, truncationDirection: 0 }, { deadline: Date.now() + 20_000 });
+              if (res.embeddings.length !== 1) failures.push('wrong answer');
+              else ok++;
+            } catch (err) {
+              failures.push((err as Error).message);
+            }
+          }
+        }),
+      );
+      await waitFor(() => replica().answered > 30, 30_000, 'load on the second replica');
+      second.proc.child.kill('SIGKILL');
+      await second.proc.exited;
+      const atKill = ok;
+      await waitFor(() => ok > atKill + 100, 30_000, 'load to go on with one replica');
+      second = start('embeddings', 'services/embeddings/main.ts', { ...env, MAAS_PORT: String(port) });
+      await second.proc.port;
+      await waitFor(() => replica().health === 'serving', 30_000, 'the restarted replica to be healthy');
+      const atReturn = replica().answered;
+      await waitFor(() => replica().answered > atReturn + 30, 30_000, 'the restarted replica to serve again');
+      running = false;
+      await load;
+      expect(failures).toEqual([]);
+    } finally {
+      c.close();
+      await gw.close();
+    }
   });
 
   describe('with auth on', () => {
