@@ -7,8 +7,8 @@
 // penalties (OpenAI's) cover output tokens; top-k then top-p keep the most likely tokens in descending
 // order (ties: lower id first) until k tokens / a probability mass of p is reached.
 // Top-k/top-p avoid a full sort: probabilities are bucketed by the top 16 bits of their float32 encoding
-// (monotonic for non-negative floats, so buckets are ordered), and only the bucket that straddles the cut is
-// sorted.
+// (monotonic for non-negative floats, so buckets are ordered, each kept as a linked list of its ids), and only
+// the bucket that straddles the cut is sorted.
 import { expNonPositive } from './fast-exp.js';
 import type { Prng } from './prng.js';
 import type { SamplingParameters } from './params.js';
@@ -68,8 +68,9 @@ export class Sampler {
   private readonly bucketMass = new Float64Array(BUCKETS);
   private readonly members: Int32Array;
   private readonly keys: Float64Array;
-  /** Bucket of each token of the current row. */
-  private readonly bucketOf: Uint16Array;
+  /** Members of each bucket of the current row as linked lists: first id, then the next id of each (-1 ends). */
+  private readonly bucketHead = new Int32Array(BUCKETS);
+  private readonly nextInBucket: Int32Array;
   /** The raw row, kept when log probabilities are asked for and penalties change the row. */
   private readonly raw: Float32Array;
 
@@ -89,7 +90,7 @@ export class Sampler {
     this.probBits = new Uint32Array(this.probs.buffer);
     this.members = new Int32Array(vocabSize);
     this.keys = new Float64Array(vocabSize);
-    this.bucketOf = new Uint16Array(vocabSize);
+    this.nextInBucket = new Int32Array(vocabSize);
     this.raw = new Float32Array(vocabSize);
     this.topIds = new Int32Array(Math.max(1, maxLogprobs));
     this.topLogprobs = new Float32Array(Math.max(1, maxLogprobs));
@@ -147,15 +148,16 @@ export class Sampler {
 
   /**
    * Temperature, then top-k and top-p, then a draw. One pass computes the probabilities and their bucket
-   * histogram; the cuts walk the buckets and sort only the bucket they fall in; the draw walks bucket masses
-   * and scans one bucket. Tokens are visited in descending bucket order, a fixed order, so draws are
-   * reproducible and follow the kept distribution exactly.
+   * histogram with per-bucket lists of ids; the cuts walk the buckets and sort only the bucket they fall in;
+   * the draw walks bucket masses, then one bucket's list. The visiting order is fixed (buckets descending, ids
+   * within a bucket in list order), so draws are reproducible and follow the kept distribution exactly.
    */
   private draw(logits: Float32Array, offset: number, params: SamplingParameters, rng: Prng): number {
     const V = this.vocabSize;
     const probs = this.probs;
     const bits = this.probBits;
-    const bucketOf = this.bucketOf;
+    const head = this.bucketHead;
+    const nextInBucket = this.nextInBucket;
     const count = this.bucketCount;
     const mass = this.bucketMass;
     const members = this.members;
@@ -181,13 +183,15 @@ export class Sampler {
     }
     count.fill(0);
     mass.fill(0);
+    head.fill(-1);
     let total = 0;
     let lowest = BUCKETS - 1;
     for (let i = 0; i < V; i++) {
       probs[i] = expNonPositive((logits[offset + i]! - max) * inv);
       const e = probs[i]!;
       const b = bits[i]! >>> 16;
-      bucketOf[i] = b;
+      nextInBucket[i] = head[b]!;
+      head[b] = i;
       count[b]!++;
       mass[b]! += e;
       total += e;
@@ -254,8 +258,7 @@ export class Sampler {
         continue;
       }
       let last = -1;
-      for (let i = 0; i < V; i++) {
-        if (bucketOf[i] !== b) continue;
+      for (let i = head[b]!; i >= 0; i = nextInBucket[i]!) {
         acc += probs[i]!;
         last = i;
         if (acc > u) return i;
@@ -282,14 +285,10 @@ export class Sampler {
    */
   private sortBucket(b: number): number {
     if (b === this.lastSortedBucket) return this.lastSorted;
-    const V = this.vocabSize;
     const bits = this.probBits;
-    const bucketOf = this.bucketOf;
     const keys = this.keys;
     let n = 0;
-    for (let i = 0; i < V; i++) {
-      if (bucketOf[i] === b) keys[n++] = (bits[i]! & 0xffff) * 1048576 + (1048575 - i);
-    }
+    for (let i = this.bucketHead[b]!; i >= 0; i = this.nextInBucket[i]!) keys[n++] = (bits[i]! & 0xffff) * 1048576 + (1048575 - i);
     const view = keys.subarray(0, n);
     view.sort();
     for (let j = 0; j < n; j++) this.members[j] = 1048575 - (view[j]! % 1048576);
