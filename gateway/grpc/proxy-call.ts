@@ -49,7 +49,8 @@ export class ProxyCall {
   private upEnded = false;
   private upTrailers: IncomingHttpHeaders | undefined;
   private attempts = 0;
-  private readonly tried = new Set<PoolReplica>();
+  /** Replicas this call tried, made on the first retry. */
+  private tried: Set<PoolReplica> | undefined;
   private lastFailure: Status | undefined;
 
   constructor(
@@ -63,9 +64,10 @@ export class ProxyCall {
 
   start(): void {
     const { stream, route, ctx } = this;
-    stream.on('error', () => undefined);
-    stream.on('close', () => this.onClientClose());
-    stream.on('wantTrailers', () => this.sendFinalTrailers());
+    (stream as CallStream)[CALL] = this;
+    stream.on('error', ignore);
+    stream.on('close', onClientClose);
+    stream.on('wantTrailers', onWantTrailers);
     ctx.track(this, true);
     if (ctx.isDraining() && !route.open) {
       this.fail(new UnavailableError('the gateway is draining; retry on another gateway replica', 0));
@@ -121,15 +123,15 @@ export class ProxyCall {
       );
       return false;
     }, route.modelRefPath !== undefined);
-    this.stream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
-    this.stream.on('end', () => this.onRequestEnd());
+    this.stream.on('data', onRequestData);
+    this.stream.on('end', onRequestEnd);
     // Streaming calls not routed by model can start at once.
     if (!this.replayable && route.modelRefPath === undefined) this.attempt();
   }
 
   private upstreamAuthorization: string | undefined;
 
-  private onRequestData(chunk: Buffer): void {
+  onRequestData(chunk: Buffer): void {
     if (this.finished) return;
     if (!this.scanner!.push(chunk)) return;
     if (this.replayable || !this.up) {
@@ -143,7 +145,7 @@ export class ProxyCall {
     }
   }
 
-  private onRequestEnd(): void {
+  onRequestEnd(): void {
     if (this.finished) return;
     this.requestEnded = true;
     if (this.replayable) {
@@ -198,13 +200,13 @@ export class ProxyCall {
   private attempt(): void {
     if (this.finished) return;
     const pool = this.ctx.pool(this.route.pool);
+    if (this.attempts > 0) (this.tried ??= new Set()).add(this.replica!);
     const replica = pool?.pick(this.affinity, this.tried);
     if (!replica) {
       this.fail(this.lastFailure ?? new UnavailableError(`no healthy replica of ${this.route.pool} is available; retry shortly`, 1000, { reason: 'NO_HEALTHY_REPLICA', metadata: { service: this.route.pool } }));
       return;
     }
     this.attempts++;
-    this.tried.add(replica);
     this.replica = replica;
     this.upEnded = false;
     this.upTrailers = undefined;
@@ -218,14 +220,14 @@ export class ProxyCall {
     this.up = up;
     replica.outstanding++;
     this.span?.setAttribute('maas.replica', replica.address);
-    up.on('response', (h, flags) => this.onResponse(up, h, flags));
-    up.on('trailers', (t) => {
-      if (up === this.up) this.upTrailers = t;
-    });
-    up.on('data', (chunk: Buffer) => this.onResponseData(up, chunk));
-    up.on('end', () => this.onResponseEnd(up));
-    up.on('close', () => this.onUpstreamClose(up, replica));
-    up.on('error', () => undefined);
+    (up as UpStream)[CALL] = this;
+    (up as UpStream)[REPLICA] = replica;
+    up.on('response', onUpResponse);
+    up.on('trailers', onUpTrailers);
+    up.on('data', onUpData);
+    up.on('end', onUpEnd);
+    up.on('close', onUpClose);
+    up.on('error', ignore);
     if (this.replayable) up.end(this.body);
     else {
       for (const c of this.chunks) up.write(c);
@@ -255,7 +257,7 @@ export class ProxyCall {
     return out;
   }
 
-  private onResponse(up: ClientHttp2Stream, h: IncomingHttpHeaders, flags: number): void {
+  onResponse(up: ClientHttp2Stream, h: IncomingHttpHeaders, flags: number): void {
     if (up !== this.up || this.finished) return;
     const statusCode = Number(h[':status']);
     const grpcStatus = h['grpc-status'];
@@ -283,7 +285,11 @@ export class ProxyCall {
     }
   }
 
-  private onResponseData(up: ClientHttp2Stream, chunk: Buffer): void {
+  onUpTrailers(up: ClientHttp2Stream, t: IncomingHttpHeaders): void {
+    if (up === this.up) this.upTrailers = t;
+  }
+
+  onResponseData(up: ClientHttp2Stream, chunk: Buffer): void {
     if (up !== this.up || this.finished || !this.responded) return;
     if (!this.stream.write(chunk)) {
       up.pause();
@@ -291,7 +297,7 @@ export class ProxyCall {
     }
   }
 
-  private onResponseEnd(up: ClientHttp2Stream): void {
+  onResponseEnd(up: ClientHttp2Stream): void {
     // Without trailers the response did not really end (the replica's connection broke): 'close' decides.
     if (up !== this.up || this.finished || !this.responded || !this.upTrailers) return;
     this.upEnded = true;
@@ -299,7 +305,7 @@ export class ProxyCall {
     this.stream.end();
   }
 
-  private onUpstreamClose(up: ClientHttp2Stream, replica: PoolReplica): void {
+  onUpstreamClose(up: ClientHttp2Stream, replica: PoolReplica): void {
     replica.outstanding--;
     if (up !== this.up) return;
     if (this.upEnded) {
@@ -358,7 +364,7 @@ export class ProxyCall {
     this.finish(code);
   }
 
-  private sendFinalTrailers(): void {
+  sendFinalTrailers(): void {
     const t = this.finalTrailers ?? statusHeaders({ code: 13, details: 'the call ended without a status' });
     try {
       this.stream.sendTrailers(t);
@@ -410,7 +416,7 @@ export class ProxyCall {
     if (up && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
   }
 
-  private onClientClose(): void {
+  onClientClose(): void {
     if (this.finished) return;
     // The caller went away (cancelled or its deadline passed): stop the replica's work now.
     this.cancelUpstream();
@@ -450,4 +456,39 @@ function copyTrailers(h: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const k in h) if (k.charCodeAt(0) !== 58) out[k] = h[k];
   return out;
+}
+
+// Listeners shared by every call (no closures per call): each stream carries its ProxyCall.
+const CALL = Symbol('proxyCall');
+const REPLICA = Symbol('replica');
+type CallStream = ServerHttp2Stream & { [CALL]: ProxyCall };
+type UpStream = ClientHttp2Stream & { [CALL]: ProxyCall; [REPLICA]: PoolReplica };
+
+function ignore(): void {}
+function onClientClose(this: CallStream): void {
+  this[CALL].onClientClose();
+}
+function onWantTrailers(this: CallStream): void {
+  this[CALL].sendFinalTrailers();
+}
+function onRequestData(this: CallStream, chunk: Buffer): void {
+  this[CALL].onRequestData(chunk);
+}
+function onRequestEnd(this: CallStream): void {
+  this[CALL].onRequestEnd();
+}
+function onUpResponse(this: UpStream, h: IncomingHttpHeaders, flags: number): void {
+  this[CALL].onResponse(this, h, flags);
+}
+function onUpTrailers(this: UpStream, t: IncomingHttpHeaders): void {
+  this[CALL].onUpTrailers(this, t);
+}
+function onUpData(this: UpStream, chunk: Buffer): void {
+  this[CALL].onResponseData(this, chunk);
+}
+function onUpEnd(this: UpStream): void {
+  this[CALL].onResponseEnd(this);
+}
+function onUpClose(this: UpStream): void {
+  this[CALL].onUpstreamClose(this, this[REPLICA]);
 }

@@ -130,8 +130,10 @@ export const PREFIX_BYTES = 5;
 export class MessageScanner {
   /** Bytes still to skip of the current message's body. */
   private remaining = 0;
-  private readonly prefix = Buffer.alloc(PREFIX_BYTES);
+  /** The prefix read so far when it spans chunks (flag byte and big-endian length). */
   private prefixHave = 0;
+  private prefixFlag = 0;
+  private prefixLength = 0;
   messages = 0;
   private firstParts: Buffer[] | undefined;
   private firstNeed = 0;
@@ -160,17 +162,30 @@ export class MessageScanner {
         pos += take;
         continue;
       }
-      const take = Math.min(PREFIX_BYTES - this.prefixHave, n - pos);
-      chunk.copy(this.prefix, this.prefixHave, pos, pos + take);
-      this.prefixHave += take;
-      pos += take;
-      if (this.prefixHave < PREFIX_BYTES) break;
-      this.prefixHave = 0;
-      const size = this.prefix.readUInt32BE(1);
+      let flag: number;
+      let size: number;
+      if (this.prefixHave === 0 && n - pos >= PREFIX_BYTES) {
+        // The usual case: the whole prefix is in this chunk.
+        flag = chunk[pos]!;
+        size = chunk.readUInt32BE(pos + 1);
+        pos += PREFIX_BYTES;
+      } else {
+        while (this.prefixHave < PREFIX_BYTES && pos < n) {
+          const b = chunk[pos++]!;
+          if (this.prefixHave === 0) this.prefixFlag = b;
+          else this.prefixLength = this.prefixLength * 256 + b;
+          this.prefixHave++;
+        }
+        if (this.prefixHave < PREFIX_BYTES) break;
+        flag = this.prefixFlag;
+        size = this.prefixLength;
+        this.prefixHave = 0;
+        this.prefixLength = 0;
+      }
       this.messages++;
       if (!this.onMessage(size)) return false;
       if (this.keepFirst && this.messages === 1) {
-        this.firstCompressed = this.prefix[0] === 1;
+        this.firstCompressed = flag === 1;
         this.firstParts = [];
         this.firstNeed = size;
         if (size === 0) this.finishFirst();
