@@ -26,7 +26,7 @@ import { COLORS, GAIN } from '../services/vision/defaults/color-classifier.js';
 import { writeDefaultRepository } from '../services/vision/defaults/model-repository.js';
 import { PAGE_SPECS, renderPages, type NamedPage } from './fixtures/vision/pages.js';
 import { renderPage, requireFonts } from './fixtures/vision/render.js';
-import { owners, scorePage } from './fixtures/vision/score.js';
+import { levenshtein, owners, scorePage } from './fixtures/vision/score.js';
 import { listServices } from './support/reflection.js';
 
 const MAX_IMAGE_BYTES = 4 * 1024 * 1024;
@@ -116,6 +116,25 @@ describe('vision service: OCR', () => {
         expect(turned ? p0.x > p2.x && p0.y > p2.y : p0.x < p2.x && p0.y < p2.y).toBe(true);
       }
     }
+  });
+
+  it.each([12, -20, 90, 270])('reads a page turned by %i degrees, straightening its lines, in its own reading order', async (angle) => {
+    const page = await renderPage({
+      width: 700,
+      height: 200,
+      background: 'noise',
+      seed: angle + 400,
+      lines: [
+        { text: 'Tilted text is read straight', font: 'DejaVu Sans', size: 30, left: 60, top: 50 },
+        { text: 'and in order: line 2 of 2', font: 'DejaVu Serif', size: 28, left: 60, top: 115 },
+      ],
+    });
+    const turned = await sharp(page.bytes).rotate(angle, { background: '#ebebeb' }).png().toBuffer();
+    const res = await recognize(turned);
+    const texts = res.lines.map((l) => l.text);
+    expect(texts).toHaveLength(2);
+    const errors = page.lines.reduce((s, l, i) => s + levenshtein(l.text, texts[i] ?? ''), 0);
+    expect(errors / page.lines.reduce((s, l) => s + l.text.length, 0)).toBeLessThanOrEqual(0.02);
   });
 
   it('does not turn lines when orientation detection is off', async () => {

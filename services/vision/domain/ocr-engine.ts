@@ -213,19 +213,12 @@ export class OcrEngine {
     stages.recognitionMs = lap();
 
     const lines: OcrLine[] = [];
-    let upsideDownChars = 0;
-    let allChars = 0;
     decoded.forEach((d, i) => {
       if (d.text.length === 0 || d.confidence < options.minConfidence) return;
-      allChars += d.text.length;
-      if (rotations[i] === 180) upsideDownChars += d.text.length;
       lines.push({ text: d.text, confidence: d.confidence, quad: crops[i].quad, detectionScore: boxes[i].score, rotation: rotations[i] });
     });
-    // A page whose text is mostly upside down is read as turned by 180 degrees.
-    const order = readingOrder(
-      lines.map((l) => (l.rotation === 180 ? ([l.quad[2], l.quad[3], l.quad[0], l.quad[1]] as Quad) : l.quad)),
-      upsideDownChars * 2 > allChars,
-    );
+    // The quads are in reading order of their text (turned lines included), so the page reads in its own direction.
+    const order = readingOrder(lines.map((l) => l.quad));
     return { lines: order.map((i) => lines[i]), stages, ...times };
 
     function lap(): number {

@@ -16,7 +16,19 @@ describe('reading order', () => {
   });
 
   it('reads an upside-down page from the bottom right', () => {
-    const quads = [box(10, 10, 100, 20), box(10, 50, 100, 20), box(200, 50, 100, 20)];
-    expect(readingOrder(quads, true)).toEqual([2, 1, 0]);
+    // Corners in the text's order: an upside-down line starts at the box's bottom-right.
+    const turn = (q: Quad): Quad => [q[2], q[3], q[0], q[1]];
+    const quads = [box(10, 10, 100, 20), box(10, 50, 100, 20), box(200, 50, 100, 20)].map(turn);
+    expect(readingOrder(quads)).toEqual([2, 1, 0]);
+  });
+
+  it('reads a page turned by 90 degrees clockwise from its right-hand column', () => {
+    // Text runs downwards; its top-left corner is the box's top-right in the image.
+    const down = (x: number, y: number, w: number, h: number): Quad => {
+      const q = box(x, y, w, h);
+      return [q[1], q[2], q[3], q[0]];
+    };
+    const quads = [down(10, 10, 20, 100), down(50, 10, 20, 100), down(50, 130, 20, 60)];
+    expect(readingOrder(quads)).toEqual([1, 2, 0]);
   });
 });

@@ -1,16 +1,25 @@
-// Reading order of text boxes: rows from top to bottom, boxes within a row from left to right. A box joins
-// the current row when its vertical centre lies within half a line height of the row's centre, which keeps
-// slightly tilted or uneven lines together (PaddleOCR's sorted_boxes uses a fixed 10-pixel tolerance).
+// Reading order of text boxes, in the page's own direction: the dominant text direction (the length-weighted
+// sum of each box's first edge, which runs along the text) is turned to point right, then rows go top to
+// bottom and boxes within a row left to right. A box joins the current row when its centre lies within half a
+// line height of the row's centre, which keeps uneven lines together (PaddleOCR's sorted_boxes uses a fixed
+// 10-pixel tolerance in image axes). A page turned by 90 or 180 degrees, or tilted, reads in its own order.
 import type { Quad } from './geometry.js';
 
-/**
- * Indices of the quads in reading order. With `upsideDown`, the page is read as turned by 180 degrees
- * (the bottom-right box first), for pages whose lines were found upside down.
- */
-export function readingOrder(quads: Quad[], upsideDown = false): number[] {
+/** Indices of the quads in reading order; each quad's corners come in the text's order (its top-left first). */
+export function readingOrder(quads: Quad[]): number[] {
+  let sx = 0;
+  let sy = 0;
+  for (const q of quads) {
+    sx += q[1].x - q[0].x + (q[2].x - q[3].x);
+    sy += q[1].y - q[0].y + (q[2].y - q[3].y);
+  }
+  const theta = sx === 0 && sy === 0 ? 0 : Math.atan2(sy, sx);
+  const cos = Math.cos(theta);
+  const sin = Math.sin(theta);
   const boxes = quads.map((q, i) => {
-    const ys = q.map((p) => (upsideDown ? -p.y : p.y));
-    const xs = q.map((p) => (upsideDown ? -p.x : p.x));
+    // Coordinates in the frame where the text runs to the right.
+    const xs = q.map((p) => p.x * cos + p.y * sin);
+    const ys = q.map((p) => -p.x * sin + p.y * cos);
     const top = Math.min(...ys);
     const bottom = Math.max(...ys);
     return { i, cy: (top + bottom) / 2, h: bottom - top, left: Math.min(...xs) };
