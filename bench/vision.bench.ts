@@ -22,7 +22,7 @@ import type { BenchResult } from './types.js';
 
 const ROUNDS = 2;
 const WARMUP_MS = 1000;
-const MEASURE_MS = 6000;
+const MEASURE_MS = 5000;
 
 interface PeerLine {
   text: string;
