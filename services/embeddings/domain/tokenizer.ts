@@ -2,6 +2,7 @@
 // what that library leaves out: truncation to the model's maximum length from either end, counted with the
 // special tokens the post-processor adds ([CLS] … [SEP]), and token type ids for BERT-style inputs.
 import { Tokenizer } from '@huggingface/tokenizers';
+import { FastWordPiece } from './fast-wordpiece.js';
 
 export type TruncationSide = 'right' | 'left';
 
@@ -36,6 +37,8 @@ export class TextTokenizer {
   readonly vocabSize: number;
   readonly padId: number;
   private readonly hf: Tokenizer;
+  /** The same tokens as hf for BERT-style WordPiece tokenizers on ASCII text, much faster. */
+  private readonly fast: FastWordPiece | undefined;
   private readonly vocab: Map<string, number>;
   private readonly specialTokens: Set<string>;
   private readonly unkId: number;
@@ -44,6 +47,7 @@ export class TextTokenizer {
   /** tokenizerJson: the parsed tokenizer.json; tokenizerConfig: tokenizer_config.json (or {}). */
   constructor(tokenizerJson: object, tokenizerConfig: object, maxLength: number) {
     this.hf = new Tokenizer(tokenizerJson, tokenizerConfig);
+    this.fast = FastWordPiece.for(tokenizerJson, tokenizerConfig);
     this.vocab = this.hf.get_vocab(true);
     this.vocabSize = this.vocab.size;
     const json = tokenizerJson as { added_tokens?: { content: string; special?: boolean }[]; model?: { unk_token?: string } };
@@ -75,12 +79,12 @@ export class TextTokenizer {
 
   /** Tokens before truncation, special tokens included. */
   count(text: string): number {
-    return this.hf.tokenize(text, { add_special_tokens: false }).length + this.specialCount;
+    return this.textTokens(text).length + this.specialCount;
   }
 
   private tokens(text: string, options: EncodeOptions): { tokens: string[]; typeIds: number[]; fullLength: number; truncated: boolean } {
     const special = options.addSpecialTokens ?? true;
-    let tokens = this.hf.tokenize(text, { add_special_tokens: false });
+    let tokens = this.textTokens(text);
     const room = this.maxLength - (special ? this.specialCount : 0);
     const fullLength = tokens.length + (special ? this.specialCount : 0);
     const truncated = tokens.length > room;
@@ -88,6 +92,20 @@ export class TextTokenizer {
     if (!special) return { tokens, typeIds: new Array<number>(tokens.length).fill(0), fullLength, truncated };
     const out = this.postProcess(tokens);
     return { tokens: out.tokens, typeIds: out.token_type_ids ?? new Array<number>(out.tokens.length).fill(0), fullLength, truncated };
+  }
+
+  /** The text's tokens, without special tokens. */
+  textTokens(text: string): string[] {
+    return this.fast?.tokenize(text) ?? this.hf.tokenize(text, { add_special_tokens: false });
+  }
+
+  /** The library's tokens, bypassing the fast path (for tests that compare the two). */
+  libraryTokens(text: string): string[] {
+    return this.hf.tokenize(text, { add_special_tokens: false });
+  }
+
+  get hasFastPath(): boolean {
+    return this.fast !== undefined;
   }
 
   private postProcess(tokens: string[]): { tokens: string[]; token_type_ids?: number[] } {
