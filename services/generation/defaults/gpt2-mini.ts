@@ -1,8 +1,12 @@
-// The default generation model, gpt2-mini: the GPT-2 architecture and real GPT-2 tokenizer, small enough
-// that a decode step takes a few milliseconds on one CPU core, with SYNTHETIC weights (seeded random, as
-// GPT-2 is initialized before training). It exercises the whole serving path — KV cache, batching, sampling,
-// streaming — but writes gibberish until a trained checkpoint replaces the weights (issue 11).
-// Built once into <cacheDir>/gpt2-mini/<hash>/ and reused while the build parameters are unchanged.
+// Two GPT-2-architecture decoders of the same shape (4 layers, 4 heads, 128 wide):
+//   - the DEFAULT gpt2-mini, trained by the project (models/gpt2-mini, docs/training.md): 4,096-token byte-level
+//     BPE, 256 positions, committed in models/gpt2-mini/model/ and pushed as is;
+//   - a SYNTHETIC twin with the real GPT-2 tokenizer (50,257 tokens), 1,024 positions and seeded random weights,
+//     built here: tests that need GPT-2's own token ids or long contexts, and the benchmark's position-500
+//     measurement, use it. It writes gibberish by design.
+// The synthetic build goes once into <cacheDir>/gpt2-mini/<hash>/ and is reused while its parameters are unchanged.
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -13,6 +17,14 @@ import { FILES_LIST, writeDecoderFolder } from './model-folder.js';
 import { syntheticWeights } from './synthetic-weights.js';
 
 export const GPT2_MINI_NAME = 'gpt2-mini';
+
+/** The trained default's committed files (model.onnx, config.json, tokenizer.json, ...). */
+export const TRAINED_GPT2_MINI_DIR = fileURLToPath(new URL('../../../models/gpt2-mini/model/', import.meta.url));
+
+/** The trained default's files, by name. */
+export function trainedGpt2MiniFiles(): string[] {
+  return readdirSync(TRAINED_GPT2_MINI_DIR).filter((f) => !f.startsWith('.')).sort();
+}
 
 export const GPT2_MINI_CONFIG: Gpt2Config = {
   model_type: 'gpt2',
@@ -38,7 +50,7 @@ export interface BuiltModel {
   built: boolean;
 }
 
-/** Builds (or reuses) gpt2-mini under <cacheDir>/gpt2-mini/<hash of the build inputs>/. */
+/** Builds (or reuses) the synthetic twin under <cacheDir>/gpt2-mini/<hash of the build inputs>/. */
 export async function buildGpt2Mini(cacheDir: string, config: Gpt2Config = GPT2_MINI_CONFIG, seed = GPT2_MINI_SEED): Promise<BuiltModel> {
   return buildCached(join(cacheDir, GPT2_MINI_NAME), { config, seed, revision: BUILD_REVISION }, (dir) =>
     writeDecoderFolder(dir, config, syntheticWeights(config, seed), {
