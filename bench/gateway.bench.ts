@@ -4,7 +4,7 @@
 //   - throughput through the gateway as a ratio of direct at 64 calls in flight (one client channel).
 // Subject 1 is the echo service (the runtime's MeshServer with a handler that does nothing): the hop alone.
 // Subject 2 is the registry's GetModel through `gateway/main.ts` exactly as `maas up` runs it: a real RPC.
-// Direct and gateway take turns cell by cell (best of the rounds each), so a busy moment of the shared machine
+// Direct and gateway take turns cell by cell (best of three rounds each), so a busy moment of the shared machine
 // hits both alike. Goals (issue 7): p50 added ≤ 1 ms; throughput ≥ 0.6× direct.
 //
 // This file is also the entry of two helper processes, chosen by GATEWAY_BENCH_ROLE: `gateway` (a gateway
@@ -20,10 +20,10 @@ import { launch, nodeArgs, ROOT, type Launched } from '../cli/launch.js';
 import { createClient, unary, waitForReady } from '../services/runtime/client.js';
 import type { BenchResult } from './types.js';
 
-const ROUNDS = 2;
-const LATENCY_MS = 2500;
-const THROUGHPUT_MS = 3500;
-const WARMUP_MS = 700;
+const ROUNDS = 3;
+const LATENCY_MS = 2000;
+const THROUGHPUT_MS = 3000;
+const WARMUP_MS = 300;
 const CLIENTS = 64;
 const ECHO_PATH = '/maas.testing.v1.EchoService/Echo';
 const GET_MODEL_PATH = '/maas.registry.v1.ModelRegistryService/GetModel';
@@ -38,6 +38,7 @@ interface LoadResult {
 
 export default async function bench(): Promise<BenchResult[]> {
   const processes: Launched[] = [];
+  const load = new LoadClient();
   const dataDir = mkdtempSync(join(tmpdir(), 'maas-gateway-bench-'));
   const quiet = { MAAS_METRICS_PORT: '0', MAAS_PORT: '0', MAAS_LOG_LEVEL: 'info', OTEL_SDK_DISABLED: 'true' };
   try {
@@ -49,7 +50,7 @@ export default async function bench(): Promise<BenchResult[]> {
     processes.push(gw);
     const gwAddress = `127.0.0.1:${await gw.port}`;
     const echoRequest = Buffer.from([0x0a, 100, ...Buffer.alloc(100, 0x61)]).toString('hex');
-    const echoRows = await compare('echo (the hop alone)', echoAddress, gwAddress, ECHO_PATH, echoRequest);
+    const echoRows = await compare(load, 'echo (the hop alone)', echoAddress, gwAddress, ECHO_PATH, echoRequest);
 
     // Subject 2: the registry through the gateway process as deployed.
     const registry = launch('registry', 'services/registry/main.ts', { env: { ...quiet, MAAS_REGISTRY_DATA_DIR: join(dataDir, 'registry') } });
@@ -63,24 +64,27 @@ export default async function bench(): Promise<BenchResult[]> {
     processes.push(real);
     const realAddress = `127.0.0.1:${await real.port}`;
     const getModel = Buffer.from(GetModelRequest.encode({ name: 'bench-model' }).finish()).toString('hex');
-    const registryRows = await compare('registry GetModel (gateway/main.ts)', registryAddress, realAddress, GET_MODEL_PATH, getModel);
+    const registryRows = await compare(load, 'registry GetModel (gateway/main.ts)', registryAddress, realAddress, GET_MODEL_PATH, getModel);
     return [...echoRows, ...registryRows];
   } finally {
+    load.close();
     for (const p of processes.reverse()) await p.stop('SIGTERM', 5000);
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
-async function compare(subject: string, direct: string, via: string, path: string, requestHex: string): Promise<BenchResult[]> {
-  // Wait until the gateway has a healthy replica (its first calls would otherwise wait for the health watch).
-  await runLoad(via, path, requestHex, 1, 300, 0);
+async function compare(load: LoadClient, subject: string, direct: string, via: string, path: string, requestHex: string): Promise<BenchResult[]> {
+  const runLoad = (target: string, concurrency: number, ms: number) => load.run({ target, path, requestHex, concurrency, ms });
+  // Warm both channels (and wait until the gateway knows its replicas are healthy).
+  await runLoad(direct, 1, 300);
+  await runLoad(via, 1, 300);
   const best = { directLat: undefined as LoadResult | undefined, viaLat: undefined as LoadResult | undefined, directTput: undefined as LoadResult | undefined, viaTput: undefined as LoadResult | undefined };
   const better = (a: LoadResult | undefined, b: LoadResult, by: 'p50' | 'rps') => (!a ? b : by === 'rps' ? (b.rps > a.rps ? b : a) : b.p50 < a.p50 ? b : a);
   for (let round = 0; round < ROUNDS; round++) {
-    best.directLat = better(best.directLat, await runLoad(direct, path, requestHex, 1, LATENCY_MS), 'p50');
-    best.viaLat = better(best.viaLat, await runLoad(via, path, requestHex, 1, LATENCY_MS), 'p50');
-    best.directTput = better(best.directTput, await runLoad(direct, path, requestHex, CLIENTS, THROUGHPUT_MS), 'rps');
-    best.viaTput = better(best.viaTput, await runLoad(via, path, requestHex, CLIENTS, THROUGHPUT_MS), 'rps');
+    best.directLat = better(best.directLat, await runLoad(direct, 1, LATENCY_MS), 'p50');
+    best.viaLat = better(best.viaLat, await runLoad(via, 1, LATENCY_MS), 'p50');
+    best.directTput = better(best.directTput, await runLoad(direct, CLIENTS, THROUGHPUT_MS), 'rps');
+    best.viaTput = better(best.viaTput, await runLoad(via, CLIENTS, THROUGHPUT_MS), 'rps');
   }
   const { directLat, viaLat, directTput, viaTput } = best as { [K in keyof typeof best]: LoadResult };
   const errors = directLat.errors + viaLat.errors + directTput.errors + viaTput.errors;
@@ -96,67 +100,95 @@ async function compare(subject: string, direct: string, via: string, path: strin
   ];
 }
 
-/** Runs the load client in its own process and returns what it measured. */
-function runLoad(target: string, path: string, requestHex: string, concurrency: number, ms: number, warmupMs = WARMUP_MS): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, nodeArgs('bench/gateway.bench.ts'), {
-      cwd: ROOT,
-      env: { ...process.env, OTEL_SDK_DISABLED: 'true', GATEWAY_BENCH_ROLE: 'load', GATEWAY_BENCH_TARGET: target, GATEWAY_BENCH_PATH: path, GATEWAY_BENCH_REQUEST: requestHex, GATEWAY_BENCH_CONCURRENCY: String(concurrency), GATEWAY_BENCH_MS: String(ms), GATEWAY_BENCH_WARMUP_MS: String(warmupMs) },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.on('exit', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      try {
-        if (code !== 0) throw new Error(`load client exited with ${code}`);
-        resolve(JSON.parse(line) as LoadResult);
-      } catch (err) {
-        reject(new Error(`load client failed: ${(err as Error).message}; output: ${out.slice(-500)}`));
+/** The load client: its own process, kept for the whole bench, one job at a time over stdin/stdout. */
+class LoadClient {
+  private readonly child = spawn(process.execPath, nodeArgs('bench/gateway.bench.ts'), {
+    cwd: ROOT,
+    env: { ...process.env, OTEL_SDK_DISABLED: 'true', GATEWAY_BENCH_ROLE: 'load' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  private buffered = '';
+  private waiting: ((line: string) => void)[] = [];
+
+  constructor() {
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (d: string) => {
+      this.buffered += d;
+      let i: number;
+      while ((i = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, i);
+        this.buffered = this.buffered.slice(i + 1);
+        this.waiting.shift()?.(line);
       }
     });
-  });
+  }
+
+  run(job: { target: string; path: string; requestHex: string; concurrency: number; ms: number; warmupMs?: number }): Promise<LoadResult> {
+    return new Promise((resolve, reject) => {
+      const onExit = () => reject(new Error('the load client exited'));
+      this.child.once('exit', onExit);
+      this.waiting.push((line) => {
+        this.child.off('exit', onExit);
+        const r = JSON.parse(line) as LoadResult & { error?: string };
+        if (r.error) reject(new Error(r.error));
+        else resolve(r);
+      });
+      this.child.stdin.write(`${JSON.stringify({ warmupMs: WARMUP_MS, ...job })}\n`);
+    });
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
-/** The client process: `concurrency` callers in a loop on one channel, raw bytes (no encoding cost). */
+/** The client process: for each job, `concurrency` callers in a loop on one channel per target, raw bytes. */
 async function loadRole(): Promise<void> {
-  const env = process.env;
-  const target = env.GATEWAY_BENCH_TARGET!;
-  const path = env.GATEWAY_BENCH_PATH!;
-  const request = Buffer.from(env.GATEWAY_BENCH_REQUEST!, 'hex');
-  const concurrency = Number(env.GATEWAY_BENCH_CONCURRENCY);
-  const ms = Number(env.GATEWAY_BENCH_MS);
-  const warmupMs = Number(env.GATEWAY_BENCH_WARMUP_MS);
   const id = (b: Buffer) => b;
-  const client = new grpc.Client(target, grpc.credentials.createInsecure());
-  await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
-  const call = () =>
-    new Promise<boolean>((resolve) => client.makeUnaryRequest(path, id, id, request, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(!err)));
-  // Warm up (and, with ms 0, just wait for the first successful call).
-  const warmEnd = Date.now() + warmupMs;
-  for (let ok = false; !ok || Date.now() < warmEnd; ) {
-    ok = await call();
-    if (!ok) await new Promise((r) => setTimeout(r, 50));
-  }
-  const latencies: number[] = [];
-  let errors = 0;
-  const started = performance.now();
-  const end = started + ms;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        const t = performance.now();
-        if (await call()) latencies.push(performance.now() - t);
-        else errors++;
+  const clients = new Map<string, grpc.Client>();
+  const { createInterface } = await import('node:readline');
+  for await (const line of createInterface({ input: process.stdin })) {
+    const job = JSON.parse(line) as { target: string; path: string; requestHex: string; concurrency: number; ms: number; warmupMs: number };
+    try {
+      let client = clients.get(job.target);
+      if (!client) {
+        client = new grpc.Client(job.target, grpc.credentials.createInsecure());
+        clients.set(job.target, client);
       }
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  const result: LoadResult = { calls: latencies.length, errors, rps: latencies.length / Math.max(elapsed, 1e-9), p50: q(0.5), p99: q(0.99) };
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  client.close();
+      const c = client;
+      await new Promise<void>((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
+      const request = Buffer.from(job.requestHex, 'hex');
+      const call = () => new Promise<boolean>((resolve) => c.makeUnaryRequest(job.path, id, id, request, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(!err)));
+      // Warm up (and wait for the first successful call: a gateway may still be learning its replicas' health).
+      const warmEnd = Date.now() + job.warmupMs;
+      for (let ok = false, tries = 0; !ok || Date.now() < warmEnd; tries++) {
+        ok = await call();
+        if (!ok && tries > 200) throw new Error(`no successful call to ${job.target}${job.path}`);
+        if (!ok) await new Promise((r) => setTimeout(r, 50));
+      }
+      const latencies: number[] = [];
+      let errors = 0;
+      const started = performance.now();
+      const end = started + job.ms;
+      await Promise.all(
+        Array.from({ length: job.concurrency }, async () => {
+          while (performance.now() < end) {
+            const t = performance.now();
+            if (await call()) latencies.push(performance.now() - t);
+            else errors++;
+          }
+        }),
+      );
+      const elapsed = (performance.now() - started) / 1000;
+      latencies.sort((a, b) => a - b);
+      const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+      const result: LoadResult = { calls: latencies.length, errors, rps: latencies.length / Math.max(elapsed, 1e-9), p50: q(0.5), p99: q(0.99) };
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } catch (err) {
+      process.stdout.write(`${JSON.stringify({ error: (err as Error).message })}\n`);
+    }
+  }
+  for (const c of clients.values()) c.close();
   process.exit(0);
 }
 
