@@ -23,6 +23,8 @@ const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, HTTP2_FLAG_END_STREAM } = { ...h
 const NOT_FORWARDED = new Set(['te', 'content-type', 'grpc-timeout', 'host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'content-length', 'http2-settings']);
 const TRACE_HEADERS = new Set(['traceparent', 'tracestate']);
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 type Status = { code: number; details: string; metadata?: import('@grpc/grpc-js').Metadata };
 
 export class ProxyCall {
@@ -81,7 +83,8 @@ export class ProxyCall {
     const timeout = parseGrpcTimeout(this.headers['grpc-timeout']) ?? (route.defaultDeadlineMs > 0 ? route.defaultDeadlineMs : undefined);
     if (timeout !== undefined) {
       this.deadline = this.started + timeout;
-      this.timer = setTimeout(() => this.fail(new DeadlineExceededError()), timeout);
+      // Timers cannot run longer than about 24.8 days; a deadline beyond that is no deadline in practice.
+      if (timeout < MAX_TIMER_MS) this.timer = setTimeout(() => this.fail(new DeadlineExceededError()), timeout);
     }
     if (route.open) {
       this.admitted(ANONYMOUS);
