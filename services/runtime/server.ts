@@ -10,7 +10,7 @@ import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } fro
 import { HealthService, type HealthCheckRequest, type HealthCheckResponse, type HealthListResponse } from '../../gen/grpc/health/v1/health.js';
 import { callSignal } from './call-signal.js';
 import type { ServerSettings } from './config.js';
-import { abortReason, NotFoundError, UnavailableError } from './errors.js';
+import { abortReason, InvalidArgumentError, NotFoundError, UnavailableError } from './errors.js';
 import { toStatus } from './grpc-status.js';
 import { HealthState, ServingStatus } from './health.js';
 import type { Logger } from './logger.js';
@@ -123,7 +123,7 @@ export class MeshServer {
     });
     const services = [healthRegistration(this.health), ...options.services];
     for (const reg of services) {
-      this.server.addService(reg.definition as unknown as grpc.ServiceDefinition, this.implementation(reg));
+      this.server.addService(tolerantDefinition(reg.definition) as unknown as grpc.ServiceDefinition, this.implementation(reg));
       this.health.set(reg.name, ServingStatus.NOT_SERVING);
     }
     const names = services.map((r) => r.name);
@@ -292,6 +292,7 @@ async function run(
   callback: grpc.sendUnaryData<unknown> | undefined,
   ctx: CallContext,
 ): Promise<void> {
+  if (!method.requestStream && call.request instanceof UndecodableRequest) throw call.request.error();
   const input = method.requestStream ? readMessages(call, ctx.signal) : call.request;
   if (!method.responseStream) {
     const response = await handler(input, ctx);
@@ -305,13 +306,46 @@ async function run(
   call.end();
 }
 
+/**
+ * A request message whose bytes do not decode. grpc-js answers a throwing deserializer with INTERNAL ("Error
+ * deserializing request"), which blames the server for the caller's bad bytes; the handler wrapper turns this
+ * marker into INVALID_ARGUMENT instead.
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+  error(): InvalidArgumentError {
+    return new InvalidArgumentError(`the request message could not be decoded as protobuf: ${this.reason}`);
+  }
+}
+
+function tolerantDefinition(definition: Record<string, MethodLike>): Record<string, MethodLike> {
+  return Object.fromEntries(
+    Object.entries(definition).map(([key, m]) => [
+      key,
+      {
+        ...m,
+        requestDeserialize: (value: Buffer) => {
+          try {
+            return m.requestDeserialize(value);
+          } catch (err) {
+            return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+          }
+        },
+      },
+    ]),
+  );
+}
+
 /** The call's incoming messages; iteration ends with the signal's reason when the call is cancelled. */
 async function* readMessages(call: Readable, signal: AbortSignal): AsyncIterable<unknown> {
   addAbortSignal(signal, call);
   try {
     // destroyOnReturn: false, or the end of the client's messages would destroy the whole duplex call and a
     // bidi handler could no longer answer the messages it is still working on.
-    for await (const message of call.iterator({ destroyOnReturn: false })) yield message;
+    for await (const message of call.iterator({ destroyOnReturn: false })) {
+      if (message instanceof UndecodableRequest) throw message.error();
+      yield message;
+    }
   } catch (err) {
     if (signal.aborted) throw abortReason(signal);
     throw err;
