@@ -1,11 +1,12 @@
-// Load generation for the embeddings bench: a deterministic pool of ordinary English sentences, and a closed
-// loop of concurrent Embed calls against any server speaking maas.embeddings.v1.EmbeddingService (the service
-// itself or the bench's peer). Run as its own process so clients never share the server's CPU time slices:
-//   node --import tsx services/embeddings/testing/load.ts '<json LoadPlan>'   → prints a JSON LoadReport
-import { pathToFileURL } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import { EmbeddingServiceClient, EmbedRequest } from '../../../gen/maas/embeddings/v1/embeddings.js';
-import { unary } from '../../runtime/client.js';
+// Load generation for the embeddings bench: a deterministic pool of ordinary English sentences, and closed
+// loops of concurrent Embed calls against any server speaking maas.embeddings.v1.EmbeddingService (the service
+// itself or the bench's peer). The clients run in processes of their own (startLoadWorkers), so they never
+// share the servers' event loops; the bench splits each cell's clients over several of them, since one Node
+// client process tops out before a good server does.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import http2 from 'node:http2';
+import { EmbedRequest } from '../../../gen/maas/embeddings/v1/embeddings.js';
 
 const WORDS = (
   'the a of to and in is was for on that with as by at from his her it an be are were this which have has had ' +
@@ -43,15 +44,6 @@ export interface LoadTarget {
   model: string;
 }
 
-export interface LoadPlan {
-  targets: LoadTarget[];
-  cells: { clients: number; inputs: number }[];
-  /** Each cell is measured this many times per target, targets taking turns (A B A B), and the best kept. */
-  rounds: number;
-  warmupMs: number;
-  measureMs: number;
-}
-
 export interface CellReport {
   target: string;
   clients: number;
@@ -63,58 +55,138 @@ export interface CellReport {
   p50Ms: number;
 }
 
-/**
- * Runs every cell against every target, taking turns so that a slow moment of a shared machine hits all
- * targets alike, and keeps each target's best round per cell.
- */
-export async function runLoad(plan: LoadPlan): Promise<CellReport[]> {
-  const pool = sentences(4096);
-  const clients = new Map<string, EmbeddingServiceClient>();
-  for (const t of plan.targets) {
-    const client = new EmbeddingServiceClient(t.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())));
-    clients.set(t.label, client);
-  }
-  const best = new Map<string, CellReport>();
-  let cursor = 0;
-  try {
-    for (const cell of plan.cells) {
-      for (let round = 0; round < plan.rounds; round++) {
-        for (const target of plan.targets) {
-          const report = await measure(clients.get(target.label)!, target, cell, () => pool[cursor++ % pool.length]!, plan);
-          const key = `${target.label}/${cell.clients}/${cell.inputs}`;
-          const previous = best.get(key);
-          if (!previous || report.sentencesPerSecond > previous.sentencesPerSecond) best.set(key, report);
-        }
-      }
-    }
-  } finally {
-    for (const c of clients.values()) c.close();
-  }
-  return [...best.values()];
+/** Processes that run load on request; each measure() splits the clients over all of them. */
+export interface LoadWorkers {
+  measure(target: LoadTarget, cell: { clients: number; inputs: number }, warmupMs: number, measureMs: number): Promise<CellReport>;
+  close(): void;
 }
 
+export function startLoadWorkers(count: number, cwd: string): LoadWorkers {
+  const children = Array.from({ length: count }, (_, i) =>
+    spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'worker', String(i)], {
+      cwd,
+      env: { ...process.env, OTEL_SDK_DISABLED: 'true' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  const ask = (child: ChildProcess, message: WorkerRequest) =>
+    new Promise<CellReport>((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`load worker exited (code ${code})`));
+      child.once('exit', onExit);
+      child.once('message', (report) => {
+        child.off('exit', onExit);
+        resolve(report as CellReport);
+      });
+      child.send(message);
+    });
+  return {
+    async measure(target, cell, warmupMs, measureMs) {
+      const shares = children.map((_, i) => Math.floor(cell.clients / count) + (i < cell.clients % count ? 1 : 0));
+      const reports = await Promise.all(
+        children.flatMap((child, i) => (shares[i]! > 0 ? [ask(child, { target, cell: { clients: shares[i]!, inputs: cell.inputs }, warmupMs, measureMs })] : [])),
+      );
+      return {
+        target: target.label,
+        clients: cell.clients,
+        inputs: cell.inputs,
+        sentencesPerSecond: reports.reduce((s, r) => s + r.sentencesPerSecond, 0),
+        requests: reports.reduce((s, r) => s + r.requests, 0),
+        failures: reports.reduce((s, r) => s + r.failures, 0),
+        // The median of the workers' medians: close enough for a table.
+        p50Ms: reports.map((r) => r.p50Ms).sort((a, b) => a - b)[Math.floor(reports.length / 2)] ?? 0,
+      };
+    },
+    close() {
+      for (const c of children) c.kill();
+    },
+  };
+}
+
+interface WorkerRequest {
+  target: LoadTarget;
+  cell: { clients: number; inputs: number };
+  warmupMs: number;
+  measureMs: number;
+}
+
+/**
+ * A minimal gRPC unary client over node:http2, like the load tools ghz and h2load: requests are encoded once
+ * ahead of time, responses are read to the end and their grpc-status checked but not decoded. A generated
+ * grpc-js client spends more CPU per call than a good server does, which on a small machine would measure the
+ * client instead of the servers.
+ */
+class RawGrpcClient {
+  private session: http2.ClientHttp2Session | undefined;
+
+  constructor(private readonly address: string) {}
+
+  private connect(): http2.ClientHttp2Session {
+    if (!this.session || this.session.closed || this.session.destroyed) {
+      this.session = http2.connect(`http://${this.address}`);
+      this.session.on('error', () => undefined);
+    }
+    return this.session;
+  }
+
+  /** Sends one framed message; resolves when the call ends with grpc-status 0, rejects otherwise. */
+  call(path: string, frame: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stream = this.connect().request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+      let status: string | undefined;
+      let received = 0;
+      stream.on('response', (headers) => {
+        // A call that fails before any message puts grpc-status in the headers (trailers-only).
+        if (headers['grpc-status'] !== undefined) status = String(headers['grpc-status']);
+      });
+      stream.on('trailers', (trailers) => (status = String(trailers['grpc-status'])));
+      stream.on('data', (chunk: Buffer) => (received += chunk.length));
+      stream.on('error', reject);
+      stream.on('close', () => (status === '0' && received > 5 ? resolve() : reject(new Error(`grpc-status ${status}`))));
+      stream.end(frame);
+    });
+  }
+
+  close(): void {
+    this.session?.close();
+  }
+}
+
+/** gRPC length-prefixed frames of Embed requests, each with `inputs` sentences, cycling through the pool. */
+function encodeRequests(model: string, inputs: number, pool: string[], offset: number, count = 512): Buffer[] {
+  return Array.from({ length: count }, (_, i) => {
+    const texts = Array.from({ length: inputs }, (_, j) => pool[(offset + i * inputs + j) % pool.length]!);
+    const body = EmbedRequest.encode(EmbedRequest.fromPartial({ model: { name: model }, inputs: texts })).finish();
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    frame.set(body, 5);
+    return frame;
+  });
+}
+
+const EMBED_PATH = '/maas.embeddings.v1.EmbeddingService/Embed';
+
 async function measure(
-  client: EmbeddingServiceClient,
+  client: RawGrpcClient,
   target: LoadTarget,
   cell: { clients: number; inputs: number },
-  nextSentence: () => string,
-  plan: LoadPlan,
+  frames: Buffer[],
+  plan: { warmupMs: number; measureMs: number },
 ): Promise<CellReport> {
   let measuring = false;
   let stop = false;
   let done = 0;
   let requests = 0;
   let failures = 0;
+  let next = 0;
   const latencies: number[] = [];
   const worker = async () => {
     while (!stop) {
-      const inputs = Array.from({ length: cell.inputs }, nextSentence);
+      const frame = frames[next++ % frames.length]!;
       const started = performance.now();
       try {
-        await unary(client.embed.bind(client), EmbedRequest.fromPartial({ model: { name: target.model }, inputs }));
+        await client.call(EMBED_PATH, frame);
         if (measuring && !stop) {
-          done += inputs.length;
+          done += cell.inputs;
           requests++;
           latencies.push(performance.now() - started);
         }
@@ -143,9 +215,25 @@ async function measure(
   };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const plan = JSON.parse(process.argv[2] ?? '{}') as LoadPlan;
-  const reports = await runLoad(plan);
-  process.stdout.write(`${JSON.stringify(reports)}\n`);
-  process.exit(0);
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.argv[2] === 'worker') {
+  const pool = sentences(4096);
+  // Workers start at different places in the pool, so they do not send the same sentences at once.
+  const offset = Number(process.argv[3] ?? 0) * 1024;
+  const clients = new Map<string, RawGrpcClient>();
+  const frames = new Map<string, Buffer[]>();
+  process.on('message', (message: WorkerRequest) => {
+    void (async () => {
+      const { target, cell } = message;
+      let client = clients.get(target.address);
+      if (!client) clients.set(target.address, (client = new RawGrpcClient(target.address)));
+      const key = `${target.model}/${cell.inputs}`;
+      let f = frames.get(key);
+      if (!f) frames.set(key, (f = encodeRequests(target.model, cell.inputs, pool, offset)));
+      process.send!(await measure(client, target, cell, f, message));
+    })();
+  });
+  process.on('disconnect', () => {
+    for (const c of clients.values()) c.close();
+    process.exit(0);
+  });
 }
