@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HealthClient, HealthCheckResponse_ServingStatus as Serving } from '../gen/grpc/health/v1/health.js';
 import { EmbeddingServiceClient, EmbedRequest, type EmbedResponse } from '../gen/maas/embeddings/v1/embeddings.js';
@@ -17,6 +18,7 @@ import { buildBertStyle } from '../services/embeddings/defaults/build-bert-style
 import { cosine } from '../services/embeddings/domain/vectors.js';
 import { createModelFolder, sharedCacheDir, type ModelFolder } from '../services/embeddings/testing/model-folder.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
+import { OtlpReceiver } from './support/otlp-receiver.js';
 import { listServices } from './support/reflection.js';
 
 const SERVICE = 'maas.embeddings.v1.EmbeddingService';
@@ -56,6 +58,85 @@ describe('the embeddings process on a local model folder', () => {
       client.close();
     }
     expect(await proc.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe('the embeddings process, traced and measured', () => {
+  let folder: ModelFolder;
+  let receiver: OtlpReceiver;
+  let proc: Launched;
+  let client: EmbeddingServiceClient;
+  let metricsPort = 0;
+  beforeAll(async () => {
+    folder = await createModelFolder({ bert: false });
+    receiver = new OtlpReceiver();
+    await receiver.start();
+    // Batches of two that wait for their second input: two single-input requests always share one batch.
+    proc = launch('embeddings', 'services/embeddings/main.ts', {
+      env: {
+        MAAS_PORT: '0',
+        MAAS_METRICS_PORT: '0',
+        MAAS_LOG_LEVEL: 'info',
+        MAAS_EMBEDDINGS_MODEL_DIR: folder.root,
+        MAAS_EMBEDDINGS_MAX_BATCH_SIZE: '2',
+        MAAS_EMBEDDINGS_MAX_QUEUE_DELAY_MS: '60000',
+        OTEL_SERVICE_NAME: 'maas-embeddings',
+        ...receiver.env(),
+      },
+      onLine: (line) => {
+        if (line.includes('metrics on /metrics')) metricsPort = (JSON.parse(line) as { port: number }).port;
+      },
+    });
+    client = createClient(EmbeddingServiceClient, `127.0.0.1:${await proc.port}`);
+  });
+  afterAll(async () => {
+    client?.close();
+    await proc?.stop('SIGTERM');
+    receiver?.close();
+    folder?.remove();
+  });
+
+  it('traces queue, batch and onnxruntime run, the batch linking every request it served', async () => {
+    const traces = ['4bf92f3577b34da6a3ce929d0e0e4736', '0af7651916cd43dd8448eb211c80319c'];
+    await Promise.all(
+      traces.map((traceId, i) => {
+        const metadata = new grpc.Metadata();
+        metadata.set('traceparent', `00-${traceId}-00f067aa0ba902b${i}-01`);
+        return unary(client.embed.bind(client), EmbedRequest.fromPartial({ inputs: [`traced request ${i}`] }), { metadata });
+      }),
+    );
+    await receiver.waitFor((spans) => spans.some((s) => s.name === 'embeddings batch') && traces.every((t) => spans.some((s) => s.traceId === t && s.kind === 2)));
+    const servers = traces.map((t) => receiver.trace(t).find((s) => s.name === 'maas.embeddings.v1.EmbeddingService/Embed')!);
+    for (const [i, server] of servers.entries()) {
+      expect(server.parentSpanId).toBe(`00f067aa0ba902b${i}`);
+      expect(server.attributes).toMatchObject({ 'maas.model': 'glove-100d', 'maas.model_version': 1, 'maas.execution_provider': 'cpu', 'maas.input_tokens': 3 });
+      const spans = receiver.trace(traces[i]!);
+      expect(spans.find((s) => s.name === 'embeddings tokenize')!.parentSpanId).toBe(server.spanId);
+      const queue = spans.find((s) => s.name === 'embeddings queue')!;
+      expect(queue.parentSpanId).toBe(server.spanId);
+      expect(queue.attributes).toMatchObject({ 'maas.batch_size': 2, 'maas.model': 'glove-100d' });
+    }
+    const batch = receiver.spans.find((s) => s.name === 'embeddings batch')!;
+    expect(batch.attributes).toMatchObject({ 'maas.batch_size': 2, 'maas.model': 'glove-100d', 'maas.model_version': 1, 'maas.execution_provider': 'cpu' });
+    expect(batch.links.map((l) => l.spanId).sort()).toEqual(servers.map((s) => s.spanId).sort());
+    expect(traces).toContain(batch.traceId);
+    await receiver.waitFor((spans) => spans.some((s) => s.name === 'onnxruntime run' && s.parentSpanId === batch.spanId));
+    const run = receiver.spans.find((s) => s.name === 'onnxruntime run' && s.parentSpanId === batch.spanId)!;
+    expect(run.attributes).toMatchObject({ 'maas.model': 'glove-100d', 'maas.model_version': 1, 'maas.execution_provider': 'cpu', 'maas.batch_size': 2 });
+    for (const server of servers) {
+      const queue = receiver.trace(server.traceId).find((s) => s.name === 'embeddings queue')!;
+      expect(queue.links.map((l) => l.spanId)).toEqual([batch.spanId]);
+    }
+  });
+
+  it('exports queue depth, batch sizes and inference time on /metrics', async () => {
+    await unary(client.embed.bind(client), EmbedRequest.fromPartial({ inputs: ['one', 'two'] }));
+    expect(metricsPort).toBeGreaterThan(0);
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(text).toMatch(/^maas_batch_queue_depth\{[^}]*maas_model="glove-100d"[^}]*\} 0/m);
+    expect(text).toMatch(/^maas_batch_size_bucket\{/m);
+    expect(text).toMatch(/^maas_batch_duration_ms\w*_bucket\{/m);
+    expect(text).toMatch(/^maas_embeddings_inputs\w*\{[^}]*model="glove-100d"/m);
   });
 });
 

@@ -173,7 +173,9 @@ export class Embedder {
   }
 
   private encodeAll(model: EmbeddingModel, inputs: string[], truncate: boolean, side: TruncationSide): Encoded[] {
-    const span = tracer().startSpan('embeddings tokenize', { attributes: { [Attr.model]: model.name, [Attr.modelVersion]: model.version, 'maas.inputs': inputs.length } });
+    const span = tracer().startSpan('embeddings tokenize', {
+      attributes: { [Attr.model]: model.name, [Attr.modelVersion]: model.version, [Attr.executionProvider]: model.executionProvider, 'maas.inputs': inputs.length },
+    });
     try {
       const out = inputs.map((text, i) => {
         const e = model.tokenizer.encode(text, { truncate, side });
