@@ -19,6 +19,9 @@ import type { ArtifactStore, MetadataStore, WriteTx } from './store.js';
 import { EventType, type FileRecord, type Limits, type ModelRecord, type OnnxValidator, type RegistryEvent, type Tags, type VersionRecord, type VersionSelector } from './types.js';
 import { checkHeader, receiveFiles, type UploadPart } from './upload.js';
 
+/** Most model names one WatchModels call may filter on. */
+const MAX_WATCH_MODELS = 1000;
+
 export interface RegistryOptions {
   store: MetadataStore;
   artifacts: ArtifactStore;
@@ -362,6 +365,8 @@ export class Registry {
    * Ends when the signal aborts; OUT_OF_RANGE when `afterRevision` is no longer (or not yet) in the log.
    */
   async *watch(afterRevision: number, models: string[], signal: AbortSignal): AsyncIterable<RegistryEvent> {
+    // The filter becomes one SQL parameter per name; SQLite refuses beyond 32766, so bound it here.
+    if (models.length > MAX_WATCH_MODELS) throw InvalidArgumentError.field('models', `at most ${MAX_WATCH_MODELS} names (got ${models.length})`);
     models.forEach((m, i) => checkName(`models[${i}]`, m));
     if (!Number.isSafeInteger(afterRevision) || afterRevision < 0) throw InvalidArgumentError.field('after_revision', 'must be 0 or a revision');
     const only = models.length > 0 ? new Set(models) : undefined;
