@@ -19,7 +19,7 @@
 // Run directly: `node --import tsx services/embeddings/defaults/build-glove.ts [cacheDir]` prints the folder.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gloveSource, readTopWords } from './glove-vectors.js';
@@ -121,11 +121,6 @@ export async function buildGlove(cacheDir: string, settings = GLOVE_SETTINGS): P
     throw err;
   }
   return { dir, files: FILES, key, built: true };
-}
-
-/** The built model's settings as recorded in its config.json (for describe and docs). */
-export async function readBuiltConfig(dir: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
