@@ -32,6 +32,8 @@ export class ProxyCall {
   private deadline: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private span: Span | undefined;
+  /** The CLIENT span of the current attempt on a replica (one per attempt; retries show as siblings). */
+  private clientSpan: Span | undefined;
   private traceContext: Context | undefined;
   private slot = false;
   private finished = false;
@@ -256,7 +258,15 @@ export class ProxyCall {
     }
     if (this.upstreamAuthorization) out.authorization = this.upstreamAuthorization;
     if (this.deadline !== undefined) out['grpc-timeout'] = formatGrpcTimeout(this.deadline - Date.now());
-    if (tracing) propagation.inject(this.traceContext!, out);
+    if (tracing) {
+      this.endClientSpan(2, 'superseded by another attempt');
+      this.clientSpan = tracer().startSpan(
+        this.route.path.slice(1),
+        { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': this.route.service, 'rpc.method': this.route.method, 'server.address': replica.address } },
+        this.traceContext,
+      );
+      propagation.inject(trace.setSpan(this.traceContext!, this.clientSpan), out);
+    }
     return out;
   }
 
@@ -344,7 +354,16 @@ export class ProxyCall {
     });
   }
 
+  private endClientSpan(code: number, message?: string): void {
+    if (!this.clientSpan) return;
+    this.clientSpan.setAttribute('rpc.grpc.status_code', code);
+    if (code !== 0) this.clientSpan.setStatus({ code: SpanStatusCode.ERROR, message });
+    this.clientSpan.end();
+    this.clientSpan = undefined;
+  }
+
   private retryAfter(up: ClientHttp2Stream | undefined, reason: AttemptFailure): void {
+    this.endClientSpan(14, `attempt failed (${reason}); retrying`);
     if (up) up.close(NGHTTP2_CANCEL);
     this.up = undefined;
     const r = this.ctx.retry;
@@ -433,6 +452,7 @@ export class ProxyCall {
     if (this.slot) this.ctx.admission.release();
     this.chunks = [];
     this.body = undefined;
+    this.endClientSpan(code);
     if (this.span) {
       this.span.setAttribute('rpc.grpc.status_code', code);
       if (code !== 0) this.span.setStatus({ code: SpanStatusCode.ERROR });
