@@ -296,6 +296,41 @@ describe('cancellation through the gateway', () => {
     }
   });
 
+  it('drops queued embedding inputs whose callers give up before their batch runs', async () => {
+    const client = createClient(EmbeddingServiceClient, gw);
+    const port = mesh.metricsPort.embeddings!;
+    const dropped = async () => {
+      const n = await scrape(port, 'maas_batch_dropped_entries_total');
+      return Number.isNaN(n) ? 0 : n;
+    };
+    const pool = sentences(32, 11);
+    try {
+      const before = await dropped();
+      // Steady overload keeps the queue full; impatient callers (60 ms deadlines) get in now and then.
+      let busy = true;
+      const loaders = Array.from({ length: 16 }, async () => {
+        for (let i = 0; busy && i < 2000; i++) await unary(client.embed.bind(client), EmbedRequest.fromPartial({ inputs: pool, truncate: true }), { deadline: Date.now() + 30_000 }).catch(() => undefined);
+      });
+      const outcomes: Record<string, number> = {};
+      for (let i = 0; i < 400 && (await dropped()) === before; i++) {
+        const code = await unary(client.embed.bind(client), EmbedRequest.fromPartial({ inputs: pool.slice(0, 8), truncate: true }), { deadline: Date.now() + 60 }).then(
+          () => 'OK',
+          (e: grpc.ServiceError) => statusName(e.code),
+        );
+        outcomes[code] = (outcomes[code] ?? 0) + 1;
+      }
+      busy = false;
+      await Promise.all(loaders);
+      await waitFor(async () => (await scrape(port, 'maas_rpc_server_in_flight')) === 0, 30_000, 'embeddings to be idle');
+      const droppedEntries = (await dropped()) - before;
+      figures.set('impatient embedding callers', { outcomes, droppedQueuedInputs: droppedEntries });
+      expect(droppedEntries).toBeGreaterThan(0);
+      expect(Object.keys(outcomes).filter((k) => !['OK', 'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED'].includes(k))).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
+
   it('leaves no call in flight anywhere in the mesh after the load and the cancellations', async () => {
     const counts: Record<string, number> = {};
     // (The gateway exports no in-flight gauge of its own; the services behind it do.)
