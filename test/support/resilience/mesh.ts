@@ -61,11 +61,20 @@ export async function startTestMesh(env: Record<string, string> = {}, only?: str
   for (const p of mesh.processes) {
     proc[p.name] = p;
     pid[p.name] = p.child.pid!;
-    const lines = await logLines(p.name);
-    const m = lines.find((r) => r.msg === 'metrics on /metrics');
-    if (m) metricsPort[p.name] = m.port as number;
-    const serving = lines.find((r) => r.msg === 'gateway serving');
-    if (serving) httpPort = serving.httpPort as number;
+    // The log files are written asynchronously: wait for the lines rather than read once.
+    for (let tries = 0; tries < 200; tries++) {
+      const lines = await logLines(p.name);
+      const m = lines.find((r) => r.msg === 'metrics on /metrics');
+      if (m) metricsPort[p.name] = m.port as number;
+      const serving = lines.find((r) => r.msg === 'gateway serving');
+      if (serving) httpPort = serving.httpPort as number;
+      if (m && (p.name !== 'gateway' || serving)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (metricsPort[p.name] === undefined) {
+      await mesh.stop();
+      throw new Error(`${p.name} logged no metrics port`);
+    }
   }
   return {
     dataDir,
