@@ -1,12 +1,10 @@
 // Builds a running embeddings service from its configuration: the model source (a local model folder or the
 // registry), the model host with this service's loader, the engine and the gRPC server. main.ts runs it as a
 // process; tests build it in process the same way.
-import { resolve } from 'node:path';
 import type { Logger } from '../runtime/logger.js';
-import { DirectorySource } from '../runtime/models/directory-source.js';
 import { ModelHost } from '../runtime/models/model-host.js';
-import { RegistrySource } from '../runtime/models/registry-source.js';
 import { ModelTask, type ModelSource } from '../runtime/models/types.js';
+import { modelSourceFromConfig } from '../runtime/models/source-from-config.js';
 import { MeshServer } from '../runtime/server.js';
 import { createEmbeddingBackend, hostProvider } from './backends/loader.js';
 import type { EmbeddingsConfig } from './config.js';
@@ -23,11 +21,7 @@ export interface EmbeddingsService {
 }
 
 export async function createEmbeddingsService(config: EmbeddingsConfig, log: Logger, options: { source?: ModelSource } = {}): Promise<EmbeddingsService> {
-  const source =
-    options.source ??
-    (config.modelDir
-      ? new DirectorySource(resolve(config.modelDir))
-      : new RegistrySource({ address: config.registryAddress, cacheDir: resolve(config.cacheDir), log }));
+  const source = options.source ?? modelSourceFromConfig(config, log, 'MAAS_EMBEDDINGS_MODEL_DIR');
   const backend = createEmbeddingBackend({
     session: { executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads },
     batching: {

@@ -1,12 +1,10 @@
 // Builds a running generation service from its configuration: the model source (a local model folder or the
 // registry), the model host with this service's loader, the generator and the gRPC server. main.ts runs it as
 // a process; tests build it in process the same way.
-import { resolve } from 'node:path';
 import type { Logger } from '../runtime/logger.js';
-import { DirectorySource } from '../runtime/models/directory-source.js';
 import { ModelHost } from '../runtime/models/model-host.js';
-import { RegistrySource } from '../runtime/models/registry-source.js';
 import { ModelTask, type Loaded, type LocalVersion, type ModelSource } from '../runtime/models/types.js';
+import { modelSourceFromConfig } from '../runtime/models/source-from-config.js';
 import { MeshServer } from '../runtime/server.js';
 import { createGenerationLoader } from './backends/model-loader.js';
 import { engineLimits, type GenerationConfig } from './config.js';
@@ -24,11 +22,7 @@ export interface GenerationService {
 }
 
 export async function createGenerationService(config: GenerationConfig, log: Logger, options: { source?: ModelSource } = {}): Promise<GenerationService> {
-  const source =
-    options.source ??
-    (config.modelDir
-      ? new DirectorySource(resolve(config.modelDir))
-      : new RegistrySource({ address: config.registryAddress, cacheDir: resolve(config.cacheDir), log }));
+  const source = options.source ?? modelSourceFromConfig(config, log, 'MAAS_GENERATION_MODEL_DIR');
   const limits = engineLimits(config);
   const metrics = new GenerationMetrics();
   const baseLoader = createGenerationLoader({

@@ -1,11 +1,9 @@
 // Builds the vision component from its configuration: the model source (registry or local folder), the
 // model host with the vision loader, the domain service and the gRPC server. main.ts runs it; tests build
 // it in process with their own configuration.
-import { ConfigError } from '../runtime/config.js';
+import { modelSourceFromConfig } from '../runtime/models/source-from-config.js';
 import type { Logger } from '../runtime/logger.js';
-import { DirectorySource } from '../runtime/models/directory-source.js';
 import { ModelHost } from '../runtime/models/model-host.js';
-import { RegistrySource } from '../runtime/models/registry-source.js';
 import { ModelTask, type ModelSource } from '../runtime/models/types.js';
 import type { Running } from '../runtime/process.js';
 import { sharpImageOps } from './backends/sharp-images.js';
@@ -82,7 +80,5 @@ export async function createVisionComponent(config: VisionConfig, log: Logger): 
 }
 
 function modelSource(config: VisionConfig, log: Logger): ModelSource {
-  if (config.modelDir) return new DirectorySource(config.modelDir);
-  if (config.registryAddress) return new RegistrySource({ address: config.registryAddress, cacheDir: config.cacheDir, log });
-  throw new ConfigError('MAAS_REGISTRY_ADDRESS', 'is empty and so is MAAS_VISION_MODEL_DIR: set one of them so the service has models to serve');
+  return modelSourceFromConfig(config, log, 'MAAS_VISION_MODEL_DIR');
 }
