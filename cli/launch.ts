@@ -16,6 +16,8 @@ export interface Launched {
   child: ChildProcess;
   /** Resolves with the gRPC port once the component logs that it is serving. */
   port: Promise<number>;
+  /** Resolves with the Prometheus port once the component logs it (never, when metrics are off). */
+  metricsPort: Promise<number>;
   /** Resolves with the exit code (null when killed by a signal) once the process ends. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Sends the signal and waits for the exit (SIGKILL after timeoutMs). */
@@ -39,6 +41,8 @@ export function launch(name: string, entry: string, options: LaunchOptions = {})
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
+  let onMetricsPort!: (port: number) => void;
+  const metricsPort = new Promise<number>((resolve) => (onMetricsPort = resolve));
   const port = new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start within ${options.startTimeoutMs ?? 120_000} ms`)), options.startTimeoutMs ?? 120_000);
     timer.unref();
@@ -46,6 +50,10 @@ export function launch(name: string, entry: string, options: LaunchOptions = {})
     const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
       options.onLine?.(line, stream);
       if (lines.length < 50) lines.push(line);
+      if (stream === 'stdout' && line.includes('"msg":"metrics on /metrics"')) {
+        const p = (JSON.parse(line) as { port?: number }).port;
+        if (typeof p === 'number') onMetricsPort(p);
+      }
       if (stream !== 'stdout' || !line.includes(' serving"')) return;
       try {
         const rec = JSON.parse(line) as { msg?: string; port?: number };
@@ -69,6 +77,7 @@ export function launch(name: string, entry: string, options: LaunchOptions = {})
     name,
     child,
     port,
+    metricsPort,
     exited,
     async stop(signal = 'SIGTERM', timeoutMs = 30_000) {
       if (child.exitCode !== null || child.signalCode !== null) return exited;

@@ -26,7 +26,7 @@ const saved: Record<string, string | undefined> = {};
 beforeAll(async () => {
   await receiver.start();
   // Children inherit the test's environment: point every component's exporter at the receiver.
-  for (const [k, v] of Object.entries({ ...receiver.env(), MAAS_GATEWAY_HTTP_PORT: '0', MAAS_METRICS_ENABLED: 'false' })) {
+  for (const [k, v] of Object.entries({ ...receiver.env(), MAAS_GATEWAY_HTTP_PORT: '0' })) {
     saved[k] = process.env[k];
     process.env[k] = v;
   }
@@ -145,5 +145,27 @@ describe('one trace per request across the mesh', () => {
     const gw = receiver.trace(traceId).find((s) => s.service === 'maas-gateway' && s.kind === SERVER)!;
     expect(gw.statusCode).toBe(2);
     expect(gw.attributes['rpc.grpc.status_code']).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
+describe('metrics across the mesh', () => {
+  async function metricsOf(name: string): Promise<string> {
+    const p = mesh.processes.find((x) => x.name === name)!;
+    return (await fetch(`http://127.0.0.1:${await p.metricsPort}/metrics`)).text();
+  }
+
+  it('counts requests by method, model and status code at the gateway, and model load times in the services', async () => {
+    const client = new EmbeddingServiceClient(gateway, grpc.credentials.createInsecure());
+    await unary(client.embed.bind(client), EmbedRequest.fromPartial({ model: { name: 'glove-100d' }, inputs: ['count me'] }));
+    client.close();
+    const gw = await metricsOf('gateway');
+    expect(gw).toMatch(/maas_rpc_server_requests_total\{[^}]*method="maas.embeddings.v1.EmbeddingService\/Embed"[^}]*model="glove-100d"[^}]*code="OK"/);
+    const emb = await metricsOf('embeddings');
+    expect(emb).toMatch(/maas_model_load_ms_count\{[^}]*model="glove-100d"/);
+    expect(emb).toMatch(/maas_model_loaded_bytes\{[^}]*model="glove-100d"/);
+    expect(emb).toContain('maas_batch_queue_depth');
+    const gen = await metricsOf('generation');
+    expect(gen).toContain('maas_generation_time_to_first_token_ms');
+    expect(gen).toContain('maas_generation_inter_token_latency_ms');
   });
 });

@@ -33,7 +33,8 @@ export interface FrontContext {
   /** The authorization header to send to the replica (undefined: none). */
   upstreamAuthorization(route: MethodRoute, principal: Principal, incoming: string | undefined): string | undefined;
   onRetry(route: MethodRoute, reason: AttemptFailure): void;
-  onFinish(route: MethodRoute, code: number, ms: number): void;
+  /** `model` is the registry model the call was routed for ('' when it named none or an unknown one). */
+  onFinish(route: MethodRoute, code: number, ms: number, model: string): void;
   track(call: ProxyCall, active: boolean): void;
 }
 
@@ -60,11 +61,12 @@ export class GrpcFront {
     const metrics = rpcMetrics();
     const retries = counter('maas_gateway_retries', 'attempts the gateway made again on another replica, by pool and reason');
     const attrCache = new Map<string, Record<string, string>>();
-    const attrs = (route: MethodRoute, code: number) => {
-      const key = `${route.path}|${code}`;
+    // Labels are method, model and status code; `model` only takes names the registry knows, so it stays bounded.
+    const attrs = (route: MethodRoute, code: number, model: string) => {
+      const key = `${route.path}|${code}|${model}`;
       let a = attrCache.get(key);
       if (!a) {
-        a = { method: route.path.slice(1), code: CODE_NAMES[code] ?? String(code) };
+        a = { method: route.path.slice(1), model, code: CODE_NAMES[code] ?? String(code) };
         attrCache.set(key, a);
       }
       return a;
@@ -73,9 +75,9 @@ export class GrpcFront {
       ...options.context,
       isDraining: () => this.draining,
       onRetry: (route, reason) => retries.add(1, { pool: route.pool, reason }),
-      onFinish: (route, code, ms) => {
+      onFinish: (route, code, ms, model) => {
         if (route.open) return;
-        const a = attrs(route, code);
+        const a = attrs(route, code, model);
         metrics.requests.add(1, a);
         metrics.duration.record(ms, a);
       },

@@ -34,6 +34,8 @@ export class ProxyCall {
   private span: Span | undefined;
   /** The CLIENT span of the current attempt on a replica (one per attempt; retries show as siblings). */
   private clientSpan: Span | undefined;
+  /** The registry model the call was routed for, for the request metric's `model` label. */
+  private model = '';
   private traceContext: Context | undefined;
   private slot = false;
   private finished = false;
@@ -195,6 +197,7 @@ export class ProxyCall {
         return;
       }
       this.affinity = `${r.name}@${r.version}`;
+      this.model = r.name;
       this.span?.setAttribute(Attr.model, r.name);
       this.span?.setAttribute(Attr.modelVersion, r.version);
       this.span?.setAttribute(Attr.task, r.task);
@@ -459,7 +462,7 @@ export class ProxyCall {
       this.span.end();
     }
     this.ctx.track(this, false);
-    this.ctx.onFinish(this.route, code, Date.now() - this.started);
+    this.ctx.onFinish(this.route, code, Date.now() - this.started, this.model);
   }
 }
 

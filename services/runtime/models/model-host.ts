@@ -3,6 +3,7 @@
 // (the new version is loaded beside the old, traffic switches atomically, the old one unloads when its last
 // request releases it) and unloads the least recently used versions over the memory budget.
 import type { Logger } from '../logger.js';
+import { latencyHistogram, observableGauge } from '../telemetry/metrics.js';
 import { abortReason, FailedPreconditionError, throwIfAborted } from '../errors.js';
 import type { Loaded, LocalVersion, ModelLease, ModelLoader, ModelSelector, ModelSource, ModelTask, SourceEvent } from './types.js';
 
@@ -53,6 +54,8 @@ interface Resolution {
   alias: string;
 }
 
+let loadTime: ReturnType<typeof latencyHistogram> | undefined;
+
 export class ModelHost<M> {
   private readonly entries = new Map<string, Entry<M>>();
   /** "name@alias" → the version it resolves to in this process. */
@@ -64,6 +67,10 @@ export class ModelHost<M> {
 
   constructor(private readonly options: ModelHostOptions<M>) {
     this.tasks = new Set(options.tasks);
+    loadTime ??= latencyHistogram('maas_model_load_ms', 'time to fetch and load a model version, by model');
+    observableGauge('maas_model_loaded_bytes', 'estimated memory of each loaded model version, by model and version', () =>
+      this.list().map((i) => ({ value: i.bytes, attributes: { model: i.name, version: String(i.version), execution_provider: i.executionProvider } })),
+    );
     this.unwatch = options.source.watch((event) => {
       this.events = this.events.then(() => this.apply(event)).catch((err) => this.options.log.error({ err, event }, 'could not apply a model change'));
     });
@@ -191,6 +198,7 @@ export class ModelHost<M> {
     const loaded = { ...(await this.options.loader(local, signal)), local };
     entry.loaded = loaded;
     const ms = performance.now() - started;
+    loadTime?.record(ms, { model: entry.name });
     this.options.log.info({ model: entry.name, version: entry.version, ms: Math.round(ms), bytes: loaded.bytes, executionProvider: loaded.executionProvider }, 'model loaded');
     this.options.onChange?.({ type: 'loaded', name: entry.name, version: entry.version, ms });
     queueMicrotask(() => this.enforceBudget(entry));
