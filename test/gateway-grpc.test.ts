@@ -118,6 +118,21 @@ describe('gateway gRPC pass-through', () => {
     await waitFor(() => r.record.countAborted === 1, 5000, 'the replica to see the deadline');
   });
 
+  it('ends a stream whose deadline passes while the caller is not reading with DEADLINE_EXCEEDED, not a replica failure', async () => {
+    const r = await replica();
+    const { client } = await gatewayFor([r.address], { MAAS_GATEWAY_DEFAULT_DEADLINES: 'EchoService/Count=300ms' });
+    // The caller stops reading, so the gateway's answer waits behind the data it holds; when it goes out it
+    // must still carry the deadline's status, whatever the cancelled replica stream did meanwhile.
+    const stream = client.Count({ ms: 0 }) as grpc.ClientReadableStream<unknown>;
+    stream.pause();
+    const err = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    await new Promise((res) => setTimeout(res, 800));
+    stream.on('data', () => undefined);
+    stream.resume();
+    const e = await err;
+    expect(`${grpc.status[e.code]}: ${e.details}`).toMatch(/^DEADLINE_EXCEEDED/);
+  });
+
   it("cancels the replica's stream as soon as the caller cancels", async () => {
     const r = await replica();
     const { client } = await gatewayFor([r.address]);

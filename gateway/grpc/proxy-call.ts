@@ -436,8 +436,13 @@ export class ProxyCall {
     return this.route.open === true;
   }
 
+  /**
+   * Cancels the replica's call and lets go of it: its 'close' that follows must not count as a replica failure
+   * (nor replace the status this call is ending with, say the gateway's own DEADLINE_EXCEEDED, by UNAVAILABLE).
+   */
   private cancelUpstream(): void {
     const up = this.up;
+    this.up = undefined;
     if (up && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
   }
 
