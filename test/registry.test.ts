@@ -205,6 +205,7 @@ function registrySuite(backend: 'SQLite' | 'PostgreSQL', databaseUrl: () => Prom
       const err = await failure(rawUpload(r.client, uploadOf('m', { 'config.json': Buffer.from('{}'), 'model.onnx': corrupt })));
       expect(err.code).toBe(status.INVALID_ARGUMENT);
       expect(err.details).toContain('model.onnx');
+      expect(err.details, 'the server-side staging path stays private').not.toContain(r.dataDir);
       expect(details(err).errorInfo).toMatchObject({ reason: 'INVALID_ONNX', metadata: { file: 'model.onnx' } });
       await expect(rawUpload(r.client, uploadOf('m', { 'model.onnx': Buffer.from('not a model at all') }))).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
       expect(await leftovers(r.dataDir)).toEqual({ tmp: [], blobs: [] });

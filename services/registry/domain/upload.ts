@@ -148,7 +148,8 @@ export async function receiveFiles(
         signatures.push(await deps.validateOnnx(path, f.name, deps.signal));
       } catch (err) {
         if (err instanceof MaasError && err.kind !== 'invalid_argument') throw err;
-        const why = err instanceof Error ? err.message : String(err);
+        // onnxruntime names the staging file it read; the caller knows the file by its bundle name.
+        const why = (err instanceof Error ? err.message : String(err)).split(path).join(f.name);
         throw InvalidArgumentError.field(`header.files[${i}]`, `"${f.name}" is not a loadable ONNX model: ${why.slice(0, 300)}`, {
           reason: 'INVALID_ONNX',
           metadata: { file: f.name },
