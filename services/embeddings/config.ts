@@ -1,24 +1,13 @@
 // The embeddings service's configuration: the common server settings, where models come from (the registry,
 // or a local model folder), the onnxruntime session settings, the dynamic batcher and the per-request limits.
 import { z } from 'zod';
-import { bool, list, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
+import { bool, modelServiceSettings, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
 
 export const spec = {
   ...serverSettings({ port: 50053, metricsPort: 9462 }),
-  registryAddress: setting('MAAS_REGISTRY_ADDRESS', z.string(), '127.0.0.1:50052', 'host:port of the model registry (ignored when MAAS_EMBEDDINGS_MODEL_DIR is set)'),
-  modelDir: setting(
-    'MAAS_EMBEDDINGS_MODEL_DIR',
-    z.string(),
-    '',
-    'a local model folder (<model>/model.json and <model>/<version>/ files) to serve instead of the registry; empty: use the registry',
-  ),
-  cacheDir: setting('MAAS_EMBEDDINGS_CACHE_DIR', z.string().min(1), '.maas/embeddings/models', 'where versions downloaded from the registry are kept'),
+  ...modelServiceSettings('embeddings'),
   defaultModel: setting('MAAS_EMBEDDINGS_DEFAULT_MODEL', z.string().min(1), 'glove-100d', 'model used when a request names none (through its `default` alias)'),
   preloadDefault: setting('MAAS_EMBEDDINGS_PRELOAD', bool(), 'true', 'load the default model at start, so the first request does not wait for it'),
-  memoryBudgetMb: setting('MAAS_EMBEDDINGS_MEMORY_BUDGET_MB', positiveInt(), '2048', 'loaded versions beyond this many MB are unloaded, least recently used first'),
-  executionProviders: setting('MAAS_EMBEDDINGS_EXECUTION_PROVIDERS', list(), 'cpu', 'onnxruntime execution providers in order of preference (e.g. cuda,cpu); falls back to cpu with a warning'),
-  intraOpThreads: setting('MAAS_EMBEDDINGS_INTRA_OP_THREADS', nonNegativeInt(), '1', 'onnxruntime threads within one operator (0: onnxruntime default)'),
-  interOpThreads: setting('MAAS_EMBEDDINGS_INTER_OP_THREADS', nonNegativeInt(), '1', 'onnxruntime threads across operators (0: onnxruntime default)'),
   maxBatchSize: setting('MAAS_EMBEDDINGS_MAX_BATCH_SIZE', positiveInt(), '64', 'most inputs in one batch'),
   maxBatchTokens: setting('MAAS_EMBEDDINGS_MAX_BATCH_TOKENS', positiveInt(), '16384', 'most padded tokens (longest input × inputs) in one batch'),
   maxQueueDelayMs: setting('MAAS_EMBEDDINGS_MAX_QUEUE_DELAY_MS', nonNegativeInt(), '0', 'how long an input may wait for its batch to fill while the model is idle (0: run at once; batches still grow under load)'),

@@ -11,6 +11,7 @@ import type { EmbeddingsConfig } from './config.js';
 import { Embedder } from './domain/embedder.js';
 import type { EmbeddingModel } from './domain/model.js';
 import { embeddingService } from './server.js';
+import { sessionSettings } from '../runtime/config.js';
 
 export interface EmbeddingsService {
   server: MeshServer;
@@ -23,7 +24,7 @@ export interface EmbeddingsService {
 export async function createEmbeddingsService(config: EmbeddingsConfig, log: Logger, options: { source?: ModelSource } = {}): Promise<EmbeddingsService> {
   const source = options.source ?? modelSourceFromConfig(config, log, 'MAAS_EMBEDDINGS_MODEL_DIR');
   const backend = createEmbeddingBackend({
-    session: { executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads },
+    session: sessionSettings(config),
     batching: {
       maxBatchSize: config.maxBatchSize,
       maxBatchTokens: config.maxBatchTokens,

@@ -1,24 +1,13 @@
 // The generation service's configuration: the common server settings, where models come from (the registry,
 // or a local model folder), onnxruntime session settings, the continuous batcher and per-request limits.
 import { z } from 'zod';
-import { bool, list, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
+import { bool, modelServiceSettings, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
 
 export const spec = {
   ...serverSettings({ port: 50054, metricsPort: 9463 }),
-  registryAddress: setting('MAAS_REGISTRY_ADDRESS', z.string(), '127.0.0.1:50052', 'host:port of the model registry (ignored when MAAS_GENERATION_MODEL_DIR is set)'),
-  modelDir: setting(
-    'MAAS_GENERATION_MODEL_DIR',
-    z.string(),
-    '',
-    'a local model folder (<model>/model.json and <model>/<version>/ files) to serve instead of the registry; empty: use the registry',
-  ),
-  cacheDir: setting('MAAS_GENERATION_CACHE_DIR', z.string().min(1), '.maas/generation/models', 'where versions downloaded from the registry are kept'),
+  ...modelServiceSettings('generation'),
   defaultModel: setting('MAAS_GENERATION_DEFAULT_MODEL', z.string().min(1), 'gpt2-mini', 'model used when a request names none (through its `default` alias)'),
   preloadDefault: setting('MAAS_GENERATION_PRELOAD', bool(), 'true', 'load the default model at start, so the first request does not wait for it'),
-  memoryBudgetMb: setting('MAAS_GENERATION_MEMORY_BUDGET_MB', positiveInt(), '2048', 'loaded versions beyond this many MB are unloaded, least recently used first'),
-  executionProviders: setting('MAAS_GENERATION_EXECUTION_PROVIDERS', list(), 'cpu', 'onnxruntime execution providers in order of preference (e.g. cuda,cpu); falls back to cpu with a warning'),
-  intraOpThreads: setting('MAAS_GENERATION_INTRA_OP_THREADS', nonNegativeInt(), '1', 'onnxruntime threads within one operator (0: onnxruntime default)'),
-  interOpThreads: setting('MAAS_GENERATION_INTER_OP_THREADS', nonNegativeInt(), '1', 'onnxruntime threads across operators (0: onnxruntime default)'),
   maxBatchSize: setting('MAAS_GENERATION_MAX_BATCH_SIZE', positiveInt(), '32', 'sequences decoded together in one step, per model version'),
   maxKvTokens: setting(
     'MAAS_GENERATION_MAX_KV_TOKENS',

@@ -12,6 +12,7 @@ import type { GenerationModel } from './domain/engine.js';
 import { Generator, type ModelProvider } from './domain/generator.js';
 import { GenerationMetrics } from './metrics.js';
 import { generationService } from './server.js';
+import { sessionSettings } from '../runtime/config.js';
 
 export interface GenerationService {
   server: MeshServer;
@@ -26,7 +27,7 @@ export async function createGenerationService(config: GenerationConfig, log: Log
   const limits = engineLimits(config);
   const metrics = new GenerationMetrics();
   const baseLoader = createGenerationLoader({
-    session: { executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads },
+    session: sessionSettings(config),
     limits,
     log,
     metrics: (model, version) => metrics.forModel(model, version),

@@ -89,3 +89,32 @@ export function serverSettings(defaults: { port: number; metricsPort: number }) 
   };
 }
 export type ServerSettings = ConfigOf<ReturnType<typeof serverSettings>>;
+
+/**
+ * Settings every model service (embeddings, generation, vision) reads under its own prefix: where its models
+ * come from (a local model folder, else the registry), where downloaded versions are kept, how much memory
+ * loaded versions may take, and how onnxruntime runs them.
+ */
+export function modelServiceSettings(service: 'embeddings' | 'generation' | 'vision') {
+  const p = `MAAS_${service.toUpperCase()}_`;
+  return {
+    registryAddress: setting('MAAS_REGISTRY_ADDRESS', z.string(), '127.0.0.1:50052', `host:port of the model registry (ignored when ${p}MODEL_DIR is set)`),
+    modelDir: setting(
+      `${p}MODEL_DIR`,
+      z.string(),
+      '',
+      'a local model folder (<model>/model.json and <model>/<version>/ files) to serve instead of the registry; empty: use the registry',
+    ),
+    cacheDir: setting(`${p}CACHE_DIR`, z.string().min(1), `.maas/${service}/models`, 'where versions downloaded from the registry are kept'),
+    memoryBudgetMb: setting(`${p}MEMORY_BUDGET_MB`, positiveInt(), '2048', 'loaded versions beyond this many MB are unloaded, least recently used first'),
+    executionProviders: setting(`${p}EXECUTION_PROVIDERS`, list(), 'cpu', 'onnxruntime execution providers in order of preference (e.g. cuda,cpu); falls back to cpu with a warning'),
+    intraOpThreads: setting(`${p}INTRA_OP_THREADS`, nonNegativeInt(), '1', 'onnxruntime threads within one operator (0: onnxruntime default)'),
+    interOpThreads: setting(`${p}INTER_OP_THREADS`, nonNegativeInt(), '1', 'onnxruntime threads across operators (0: onnxruntime default)'),
+  };
+}
+export type ModelServiceSettings = ConfigOf<ReturnType<typeof modelServiceSettings>>;
+
+/** The onnxruntime session settings of a model service's configuration. */
+export function sessionSettings(config: Pick<ModelServiceSettings, 'executionProviders' | 'intraOpThreads' | 'interOpThreads'>) {
+  return { executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads };
+}

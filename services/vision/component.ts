@@ -20,7 +20,7 @@ export const visionComponent: ComponentSpec = {
   metricsPort: 9464,
   env: (mesh, dataDir) => ({
     ...(mesh.grpc.registry ? { MAAS_REGISTRY_ADDRESS: mesh.grpc.registry } : {}),
-    MAAS_VISION_CACHE_DIR: join(dataDir, 'models', 'vision'),
+    MAAS_VISION_CACHE_DIR: join(dataDir, 'vision', 'models'),
   }),
   async prepareDefaults({ registryAddress, cacheDir, log }) {
     const ocr = await ensureDefaultModel(registryAddress, {

@@ -1,7 +1,7 @@
 // The vision service's configuration: the common server settings, where models come from, onnxruntime
 // threads and providers, image limits, OCR defaults, and batching and queue bounds.
 import { z } from 'zod';
-import { bool, list, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
+import { bool, list, modelServiceSettings, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
 
 const MiB = 1024 * 1024;
 
@@ -9,21 +9,10 @@ const fraction = () => z.coerce.number().min(0).max(1);
 
 export const spec = {
   ...serverSettings({ port: 50055, metricsPort: 9464 }),
-  registryAddress: setting('MAAS_REGISTRY_ADDRESS', z.string(), '', 'registry host:port models are resolved and downloaded from (empty: use MAAS_VISION_MODEL_DIR)'),
-  modelDir: setting(
-    'MAAS_VISION_MODEL_DIR',
-    z.string(),
-    '',
-    'a local model repository (<model>/model.json, <model>/<version>/<files>) served instead of the registry when set',
-  ),
-  cacheDir: setting('MAAS_VISION_CACHE_DIR', z.string().min(1), '.maas/models/vision', 'where versions downloaded from the registry are kept'),
+  ...modelServiceSettings('vision'),
   defaultOcrModel: setting('MAAS_VISION_DEFAULT_OCR_MODEL', z.string().min(1), 'ppocr-v4', 'OCR model used when a request names none'),
   defaultClassifier: setting('MAAS_VISION_DEFAULT_CLASSIFIER', z.string().min(1), 'color-classifier', 'image classifier used when a request names none'),
   preload: setting('MAAS_VISION_PRELOAD', list(), 'ppocr-v4,color-classifier', 'models (alias default) loaded at start; a failure is logged, not fatal'),
-  memoryBudgetBytes: setting('MAAS_VISION_MEMORY_BUDGET_BYTES', positiveInt(), String(2048 * MiB), 'loaded versions beyond this many bytes are unloaded, least recently used first'),
-  executionProviders: setting('MAAS_VISION_EXECUTION_PROVIDERS', list(), 'cpu', 'onnxruntime execution providers in order of preference (cuda,cpu); cpu is always the last resort'),
-  intraOpThreads: setting('MAAS_VISION_INTRA_OP_THREADS', nonNegativeInt(), '1', 'threads per onnxruntime operator (0: onnxruntime picks); batches of different models run in parallel'),
-  interOpThreads: setting('MAAS_VISION_INTER_OP_THREADS', nonNegativeInt(), '1', 'threads across onnxruntime operators (0: onnxruntime picks)'),
   maxImageBytes: setting('MAAS_VISION_MAX_IMAGE_BYTES', positiveInt(), String(12 * MiB), 'largest encoded image accepted, in bytes (keep below MAAS_MAX_RECEIVE_MESSAGE_BYTES)'),
   maxImagePixels: setting('MAAS_VISION_MAX_IMAGE_PIXELS', positiveInt(), String(40_000_000), 'largest width x height accepted, checked from the header before decoding'),
   detMaxSide: setting('MAAS_VISION_DET_MAX_SIDE', z.coerce.number().int().min(32), '960', 'longest image side for text detection when a request sets none (images are scaled down to it)'),

@@ -12,6 +12,7 @@ import type { VisionConfig } from './config.js';
 import type { VisionModel } from './domain/vision-model.js';
 import { VisionService } from './domain/vision-service.js';
 import { createVisionServer } from './server.js';
+import { sessionSettings } from '../runtime/config.js';
 
 export interface VisionComponent extends Running {
   host: ModelHost<VisionModel>;
@@ -25,7 +26,7 @@ export async function createVisionComponent(config: VisionConfig, log: Logger): 
   const host = new ModelHost<VisionModel>({
     source,
     loader: visionLoader({
-      session: { executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads },
+      session: sessionSettings(config),
       ocrBatching: {
         detMaxBatch: config.detMaxBatch,
         clsMaxBatch: config.clsMaxBatch,
@@ -43,7 +44,7 @@ export async function createVisionComponent(config: VisionConfig, log: Logger): 
     }),
     tasks: [ModelTask.OCR, ModelTask.IMAGE_CLASSIFICATION],
     defaultModel: config.defaultOcrModel,
-    memoryBudgetBytes: config.memoryBudgetBytes,
+    memoryBudgetBytes: config.memoryBudgetMb * 1024 * 1024,
     log,
   });
   const service = new VisionService({
