@@ -363,9 +363,8 @@ describe('cancellation through the gateway', () => {
 
   it('leaves no call in flight anywhere in the mesh after the load and the cancellations', async () => {
     const counts: Record<string, number> = {};
-    // (The gateway exports no in-flight gauge of its own; the services behind it do.)
-    for (const name of ['embeddings', 'generation', 'vision']) counts[name] = await scrape(mesh.metricsPort[name]!, 'maas_rpc_server_in_flight');
+    for (const name of ['gateway', 'embeddings', 'generation', 'vision']) counts[name] = await scrape(mesh.metricsPort[name]!, 'maas_rpc_server_in_flight');
     for (const name of ['registry', 'gateway', 'embeddings', 'generation', 'vision']) expect(mesh.proc[name]!.child.exitCode, name).toBeNull();
-    expect(counts).toEqual({ embeddings: 0, generation: 0, vision: 0 });
+    expect(counts).toEqual({ gateway: 0, embeddings: 0, generation: 0, vision: 0 });
   });
 });

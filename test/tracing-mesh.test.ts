@@ -160,6 +160,8 @@ describe('metrics across the mesh', () => {
     client.close();
     const gw = await metricsOf('gateway');
     expect(gw).toMatch(/maas_rpc_server_requests_total\{[^}]*method="maas.embeddings.v1.EmbeddingService\/Embed"[^}]*model="glove-100d"[^}]*code="OK"/);
+    // The gateway counts its calls in flight like every component; all have ended.
+    expect(gw).toMatch(/maas_rpc_server_in_flight\{[^}]*method="maas.embeddings.v1.EmbeddingService\/Embed"[^}]*\} 0\n/);
     const emb = await metricsOf('embeddings');
     expect(emb).toMatch(/maas_model_load_ms_count\{[^}]*model="glove-100d"/);
     expect(emb).toMatch(/maas_model_loaded_bytes\{[^}]*model="glove-100d"/);

@@ -81,12 +81,17 @@ export class GrpcFront {
         metrics.requests.add(1, a);
         metrics.duration.record(ms, a);
       },
+      // In flight as in every other component (maas_rpc_server_in_flight by method), watch streams excluded.
       track: (call, on) => {
         if (on) {
           this.active.add(call);
-          if (!call.isLongLived) this.busy++;
-        } else if (this.active.delete(call) && !call.isLongLived && --this.busy === 0) {
-          for (const w of [...this.idleWaiters]) w();
+          if (!call.isLongLived) {
+            this.busy++;
+            metrics.inFlight.add(1, { method: call.method });
+          }
+        } else if (this.active.delete(call) && !call.isLongLived) {
+          metrics.inFlight.add(-1, { method: call.method });
+          if (--this.busy === 0) for (const w of [...this.idleWaiters]) w();
         }
       },
     };

@@ -428,6 +428,11 @@ export class ProxyCall {
     this.fail(new UnavailableError('the gateway is shutting down; reconnect to another gateway replica', 0));
   }
 
+  /** package.Service/Method of the call. */
+  get method(): string {
+    return this.route.path.slice(1);
+  }
+
   get isLongLived(): boolean {
     return this.route.longLived || this.route.open === true;
   }
