@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { launch, type Launched } from '../cli/launch.js';
 import { GenerationServiceClient, type GenerateRequest, type GenerationParameters } from '../gen/maas/generation/v1/generation.js';
+import { decoderHints } from '../services/generation/backends/model-loader.js';
 import { OnnxDecoder } from '../services/generation/backends/onnx-decoder.js';
 import { buildGpt2Mini, TRAINED_GPT2_MINI_DIR } from '../services/generation/defaults/gpt2-mini.js';
 import { sharedCacheDir } from '../services/generation/testing/model-folder.js';
@@ -77,11 +78,11 @@ export default async function bench(): Promise<BenchResult[]> {
     }
     // What batching can give at all: the decoder alone in this process (no RPC, no sampling), one intra-op
     // thread like the service, a step of 16 rows against a step of 1, per token.
-    for (const [label, dir, hints] of [
-      ['default', TRAINED_GPT2_MINI_DIR, { vocabSize: 4096, maxPositions: 256 }],
-      ['synthetic twin', synthetic.dir, { vocabSize: 50257, maxPositions: 1024 }],
+    for (const [label, dir] of [
+      ['default', TRAINED_GPT2_MINI_DIR],
+      ['synthetic twin', synthetic.dir],
     ] as const) {
-      const ceiling = await decoderCeiling(join(dir, 'model.onnx'), hints);
+      const ceiling = await decoderCeiling(dir);
       results.push({
         group: 'generation',
         name: `ceiling: decoder alone, ${CONCURRENT} rows / 1 row per token, ${label}`,
@@ -165,8 +166,8 @@ async function throughput(client: GenerationServiceClient, pid: number, n: numbe
  * Per-token time of decode steps of CONCURRENT rows against steps of 1 row, the decoder alone (prompts of 40
  * tokens, 64 timed steps after 10 warm-up steps, best of three interleaved rounds each).
  */
-async function decoderCeiling(modelPath: string, hints: { vocabSize: number; maxPositions: number }): Promise<{ oneMs: number; manyMs: number; ratio: number }> {
-  const decoder = await OnnxDecoder.create(modelPath, { intraOpThreads: 1, interOpThreads: 1, executionProviders: ['cpu'] }, hints);
+async function decoderCeiling(dir: string): Promise<{ oneMs: number; manyMs: number; ratio: number }> {
+  const decoder = await OnnxDecoder.create(join(dir, 'model.onnx'), { intraOpThreads: 1, interOpThreads: 1, executionProviders: ['cpu'] }, await decoderHints(dir));
   const best: Record<number, number> = { 1: Infinity, [CONCURRENT]: Infinity };
   try {
     for (let round = 0; round < 3; round++) {

@@ -71,6 +71,12 @@ export class GrpcFront {
       }
       return a;
     };
+    const methodAttrCache = new Map<string, Record<string, string>>();
+    const methodAttrs = (method: string) => {
+      let a = methodAttrCache.get(method);
+      if (!a) methodAttrCache.set(method, (a = { method }));
+      return a;
+    };
     this.ctx = {
       ...options.context,
       isDraining: () => this.draining,
@@ -87,10 +93,10 @@ export class GrpcFront {
           this.active.add(call);
           if (!call.isLongLived) {
             this.busy++;
-            metrics.inFlight.add(1, { method: call.method });
+            metrics.inFlight.add(1, methodAttrs(call.method));
           }
         } else if (this.active.delete(call) && !call.isLongLived) {
-          metrics.inFlight.add(-1, { method: call.method });
+          metrics.inFlight.add(-1, methodAttrs(call.method));
           if (--this.busy === 0) for (const w of [...this.idleWaiters]) w();
         }
       },

@@ -1,6 +1,7 @@
 // Builds a running embeddings service from its configuration: the model source (a local model folder or the
 // registry), the model host with this service's loader, the engine and the gRPC server. main.ts runs it as a
 // process; tests build it in process the same way.
+import { sessionSettings } from '../runtime/config.js';
 import type { Logger } from '../runtime/logger.js';
 import { ModelHost } from '../runtime/models/model-host.js';
 import { ModelTask, type ModelSource } from '../runtime/models/types.js';
@@ -11,7 +12,6 @@ import type { EmbeddingsConfig } from './config.js';
 import { Embedder } from './domain/embedder.js';
 import type { EmbeddingModel } from './domain/model.js';
 import { embeddingService } from './server.js';
-import { sessionSettings } from '../runtime/config.js';
 
 export interface EmbeddingsService {
   server: MeshServer;

@@ -15,10 +15,12 @@ import {
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
-/** Field 1 (values), wire type 2 (length-delimited): the packed floats' tag byte. */
+// Tags (field number << 3 | wire type 2, length-delimited) of the fields written here.
+/** Embedding.values: the packed floats. */
 const VALUES_TAG = (1 << 3) | 2;
-/** Field tags of the messages that carry an EmbedResponse: EmbedResponse.embeddings and EmbedStreamResponse.response. */
+/** EmbedResponse.embeddings: one Embedding. */
 const EMBEDDINGS_TAG = (1 << 3) | 2;
+/** EmbedStreamResponse.response: one EmbedResponse. */
 const RESPONSE_TAG = (2 << 3) | 2;
 
 /** The values' bytes as packed floats (the values themselves when they are a Float32Array). */

@@ -1,6 +1,7 @@
 // Builds a running generation service from its configuration: the model source (a local model folder or the
 // registry), the model host with this service's loader, the generator and the gRPC server. main.ts runs it as
 // a process; tests build it in process the same way.
+import { sessionSettings } from '../runtime/config.js';
 import type { Logger } from '../runtime/logger.js';
 import { ModelHost } from '../runtime/models/model-host.js';
 import { ModelTask, type Loaded, type LocalVersion, type ModelSource } from '../runtime/models/types.js';
@@ -12,7 +13,6 @@ import type { GenerationModel } from './domain/engine.js';
 import { Generator, type ModelProvider } from './domain/generator.js';
 import { GenerationMetrics } from './metrics.js';
 import { generationService } from './server.js';
-import { sessionSettings } from '../runtime/config.js';
 
 export interface GenerationService {
   server: MeshServer;

@@ -1,6 +1,7 @@
 // Builds the vision component from its configuration: the model source (registry or local folder), the
 // model host with the vision loader, the domain service and the gRPC server. main.ts runs it; tests build
 // it in process with their own configuration.
+import { sessionSettings } from '../runtime/config.js';
 import { modelSourceFromConfig } from '../runtime/models/source-from-config.js';
 import type { Logger } from '../runtime/logger.js';
 import { ModelHost } from '../runtime/models/model-host.js';
@@ -12,7 +13,6 @@ import type { VisionConfig } from './config.js';
 import type { VisionModel } from './domain/vision-model.js';
 import { VisionService } from './domain/vision-service.js';
 import { createVisionServer } from './server.js';
-import { sessionSettings } from '../runtime/config.js';
 
 export interface VisionComponent extends Running {
   host: ModelHost<VisionModel>;

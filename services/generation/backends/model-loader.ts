@@ -73,6 +73,11 @@ export async function loadGenerationModel(
   }
 }
 
+/** The decoder's shape hints from a version folder's config.json and tokenizer_config.json (benches use it too). */
+export async function decoderHints(dir: string): Promise<DecoderConfigHints> {
+  return configHints(await readJson(dir, 'config.json'), await readJson(dir, 'tokenizer_config.json'));
+}
+
 function configHints(config: Record<string, unknown>, tokenizerConfig: Record<string, unknown>): DecoderConfigHints {
   const num = (...keys: string[]) => {
     for (const k of keys) if (typeof config[k] === 'number') return config[k] as number;
