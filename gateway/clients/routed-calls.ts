@@ -68,6 +68,8 @@ export class RoutedCaller {
   }
 
   private pick(call: RoutedCall, tried: Set<PoolReplica>): PoolReplica {
+    // Each call counts once towards the retry budget (a share of calls may be retried).
+    if (tried.size === 0) this.retry.budget.onCall();
     const replica = call.pool?.pick(call.affinity, tried);
     if (!replica) {
       const name = call.pool?.name ?? 'the service';

@@ -1,7 +1,7 @@
-// The order of two HTTP/2 events on two different sessions cannot be forced with real sockets: when the gateway
-// ends an answered stream at its deadline, does the caller's 'wantTrailers' come first, or the 'close' of the
-// replica stream it has just cancelled? Here both streams are stand-ins, so the test can put the replica's
-// 'close' first, the order that once turned DEADLINE_EXCEEDED into UNAVAILABLE (seen in the hostile-input test).
+// ProxyCall with stand-in streams, for what real sockets cannot force or show: the order of two HTTP/2 events
+// on two sessions (when the gateway ends an answered stream at its deadline, the 'close' of the replica stream
+// it has just cancelled may come before the caller's 'wantTrailers'; that order once turned DEADLINE_EXCEEDED
+// into UNAVAILABLE), and why a lost attempt was not retried (a spent retry budget, no replica left).
 import { EventEmitter } from 'node:events';
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { describe, expect, it } from 'vitest';
@@ -15,7 +15,11 @@ class CallerStream extends EventEmitter {
   closed = false;
   destroyed = false;
   trailers: OutgoingHttpHeaders | undefined;
-  respond(): void {}
+  /** The response headers (with the status, for a trailers-only answer). */
+  headers: OutgoingHttpHeaders | undefined;
+  respond(h: OutgoingHttpHeaders): void {
+    this.headers = h;
+  }
   write(): boolean {
     return true;
   }
@@ -61,27 +65,38 @@ const route: MethodRoute = {
   open: true,
 };
 
+function context(replicas: () => PoolReplica | undefined, budget: { onCall(): void; tryRetry(): boolean }, finished: number[]): FrontContext {
+  return {
+    retry: { maxAttempts: 3, backoffMs: 1, backoffMaxMs: 1, budget },
+    log: silentLogger,
+    isDraining: () => false,
+    tracing: () => false,
+    pool: () => ({ pick: replicas }) as unknown as ServicePool,
+    upstreamAuthorization: () => undefined,
+    onRetry: () => undefined,
+    onFinish: (_route: MethodRoute, code: number) => finished.push(code),
+    track: () => undefined,
+  } as unknown as FrontContext;
+}
+
+const replicaWith = (up: ReplicaStream, address = '127.0.0.1:1') =>
+  ({ address, outstanding: 0, answered: 0, failed: 0, handle: { upstream: { request: () => up } } }) as unknown as PoolReplica;
+
+function startCall(ctx: FrontContext): CallerStream {
+  const caller = new CallerStream();
+  const call = new ProxyCall(ctx, caller as unknown as ServerHttp2Stream, { ':path': route.path, 'content-type': 'application/grpc' } as IncomingHttpHeaders, route);
+  call.start();
+  caller.emit('data', Buffer.from([0, 0, 0, 0, 0]));
+  caller.emit('end');
+  return caller;
+}
+
 describe('ProxyCall', () => {
   it('ends an answered stream at its deadline with DEADLINE_EXCEEDED even when the cancelled replica stream closes first', async () => {
     const up = new ReplicaStream();
-    const replica = { address: '127.0.0.1:1', outstanding: 0, answered: 0, failed: 0, handle: { upstream: { request: () => up } } } as unknown as PoolReplica;
+    const replica = replicaWith(up);
     const finished: number[] = [];
-    const ctx = {
-      retry: { maxAttempts: 3, backoffMs: 1, backoffMaxMs: 1, budget: { tryRetry: () => true } },
-      log: silentLogger,
-      isDraining: () => false,
-      tracing: () => false,
-      pool: () => ({ pick: () => replica }) as unknown as ServicePool,
-      upstreamAuthorization: () => undefined,
-      onRetry: () => undefined,
-      onFinish: (_route: MethodRoute, code: number) => finished.push(code),
-      track: () => undefined,
-    } as unknown as FrontContext;
-    const caller = new CallerStream();
-    const call = new ProxyCall(ctx, caller as unknown as ServerHttp2Stream, { ':path': route.path, 'content-type': 'application/grpc' } as IncomingHttpHeaders, route);
-    call.start();
-    caller.emit('data', Buffer.from([0, 0, 0, 0, 0]));
-    caller.emit('end');
+    const caller = startCall(context(() => replica, { onCall: () => undefined, tryRetry: () => true }, finished));
     // The replica answers and streams a message; the call is now past the point of retrying.
     up.emit('response', { ':status': 200, 'content-type': 'application/grpc' }, 0);
     up.emit('data', Buffer.from([0, 0, 0, 0, 0]));
@@ -93,5 +108,31 @@ describe('ProxyCall', () => {
     expect(caller.trailers?.['grpc-status']).toBe('4');
     expect(finished).toEqual([4]);
     expect(replica.failed, 'a stream the gateway cancelled is not a replica failure').toBe(0);
+  });
+
+  it('counts each call once towards the retry budget, and says why a lost attempt was not retried', async () => {
+    const calls: number[] = [];
+    const budget = { onCall: () => calls.push(1), tryRetry: () => false };
+    const up = new ReplicaStream();
+    const finished: number[] = [];
+    const caller = startCall(context(() => replicaWith(up), budget, finished));
+    // The replica's process dies before it answers: its stream closes without a response.
+    up.emit('close');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(calls).toEqual([1]);
+    expect(finished).toEqual([14]);
+    expect(String(caller.headers?.['grpc-message'])).toMatch(/failed before it answered.*not retried.*retry budget is spent/);
+  });
+
+  it('says so when no other replica is left to retry a lost attempt on', async () => {
+    const up = new ReplicaStream();
+    const only = replicaWith(up);
+    let picks = 0;
+    const finished: number[] = [];
+    const caller = startCall(context(() => (picks++ === 0 ? only : undefined), { onCall: () => undefined, tryRetry: () => true }, finished));
+    up.emit('close');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(finished).toEqual([14]);
+    expect(String(caller.headers?.['grpc-message'])).toMatch(/replica 127\.0\.0\.1:1 of echo failed before it answered.*not retried: no other replica of echo is usable/);
   });
 });

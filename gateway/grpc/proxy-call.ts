@@ -211,9 +211,15 @@ export class ProxyCall {
     if (this.attempts > 0) (this.tried ??= new Set()).add(this.replica!);
     const replica = pool?.pick(this.affinity, this.tried);
     if (!replica) {
-      this.fail(this.lastFailure ?? new UnavailableError(`no healthy replica of ${this.route.pool} is available; retry shortly`, 1000, { reason: 'NO_HEALTHY_REPLICA', metadata: { service: this.route.pool } }));
+      if (this.lastFailure) {
+        this.fail({ ...this.lastFailure, details: `${this.lastFailure.details}; not retried: no other replica of ${this.route.pool} is usable` });
+        return;
+      }
+      this.fail(new UnavailableError(`no healthy replica of ${this.route.pool} is available; retry shortly`, 1000, { reason: 'NO_HEALTHY_REPLICA', metadata: { service: this.route.pool } }));
       return;
     }
+    // Each call counts once towards the retry budget (a share of calls may be retried).
+    if (this.attempts === 0) this.ctx.retry.budget.onCall();
     this.attempts++;
     this.replica = replica;
     this.upEnded = false;
@@ -371,8 +377,12 @@ export class ProxyCall {
     this.up = undefined;
     const r = this.ctx.retry;
     const delay = backoffMs(this.attempts, r.backoffMs, r.backoffMaxMs);
-    if ((this.deadline !== undefined && Date.now() + delay >= this.deadline) || !r.budget.tryRetry()) {
+    if (this.deadline !== undefined && Date.now() + delay >= this.deadline) {
       this.fail(this.lastFailure!);
+      return;
+    }
+    if (!r.budget.tryRetry()) {
+      this.fail({ ...this.lastFailure!, details: `${this.lastFailure!.details}; not retried: the gateway's retry budget is spent (too many calls failing)` });
       return;
     }
     this.ctx.onRetry(this.route, reason);
