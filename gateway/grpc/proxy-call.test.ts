@@ -14,13 +14,15 @@ import { ProxyCall } from './proxy-call.js';
 class CallerStream extends EventEmitter {
   closed = false;
   destroyed = false;
+  written: Buffer[] = [];
   trailers: OutgoingHttpHeaders | undefined;
   /** The response headers (with the status, for a trailers-only answer). */
   headers: OutgoingHttpHeaders | undefined;
   respond(h: OutgoingHttpHeaders): void {
     this.headers = h;
   }
-  write(): boolean {
+  write(chunk: Buffer): boolean {
+    this.written.push(chunk);
     return true;
   }
   end(): void {}
@@ -82,9 +84,9 @@ function context(replicas: () => PoolReplica | undefined, budget: { onCall(): vo
 const replicaWith = (up: ReplicaStream, address = '127.0.0.1:1') =>
   ({ address, outstanding: 0, answered: 0, failed: 0, handle: { upstream: { request: () => up } } }) as unknown as PoolReplica;
 
-function startCall(ctx: FrontContext): CallerStream {
+function startCall(ctx: FrontContext, on: MethodRoute = route): CallerStream {
   const caller = new CallerStream();
-  const call = new ProxyCall(ctx, caller as unknown as ServerHttp2Stream, { ':path': route.path, 'content-type': 'application/grpc' } as IncomingHttpHeaders, route);
+  const call = new ProxyCall(ctx, caller as unknown as ServerHttp2Stream, { ':path': on.path, 'content-type': 'application/grpc' } as IncomingHttpHeaders, on);
   call.start();
   caller.emit('data', Buffer.from([0, 0, 0, 0, 0]));
   caller.emit('end');
@@ -134,5 +136,32 @@ describe('ProxyCall', () => {
     await new Promise((r) => setTimeout(r, 10));
     expect(finished).toEqual([14]);
     expect(String(caller.headers?.['grpc-message'])).toMatch(/replica 127\.0\.0\.1:1 of echo failed before it answered.*not retried: no other replica of echo is usable/);
+  });
+
+  it('retries a unary call whose replica is lost after its response headers but before its trailers, and the caller sees only the answer', async () => {
+    const unaryRoute: MethodRoute = { ...route, path: '/maas.testing.v1.EchoService/Echo', method: 'Echo', kind: 'unary', defaultDeadlineMs: 5000 };
+    const lost = new ReplicaStream();
+    const good = new ReplicaStream();
+    const replicas = [replicaWith(lost, '127.0.0.1:1'), replicaWith(good, '127.0.0.1:2')];
+    let picks = 0;
+    const finished: number[] = [];
+    const caller = startCall(context(() => replicas[picks++], { onCall: () => undefined, tryRetry: () => true }, finished), unaryRoute);
+    const grpcHeaders = { ':status': 200, 'content-type': 'application/grpc' };
+    // The first replica begins to answer, then its process dies: no trailers, the stream just closes.
+    lost.emit('response', grpcHeaders, 0);
+    lost.emit('data', Buffer.from([0, 0, 0, 0, 1, 7]));
+    lost.emit('close');
+    expect(caller.headers, 'nothing of the lost answer reached the caller').toBeUndefined();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(picks, 'a second replica was tried').toBe(2);
+    good.emit('response', grpcHeaders, 0);
+    good.emit('data', Buffer.from([0, 0, 0, 0, 1, 9]));
+    good.emit('trailers', { 'grpc-status': '0' });
+    good.emit('end');
+    caller.emit('wantTrailers');
+    expect(caller.headers?.[':status']).toBe(200);
+    expect(Buffer.concat(caller.written)).toEqual(Buffer.from([0, 0, 0, 0, 1, 9]));
+    expect(caller.trailers?.['grpc-status']).toBe('0');
+    expect(finished).toEqual([0]);
   });
 });

@@ -2,8 +2,9 @@
 // are (never decoded and re-encoded), except that the model reference is read from the first message to
 // route it. Unary and server-streaming requests are held whole (they are one message) so a failed attempt can
 // be replayed on another replica; streaming requests are piped with backpressure once the first message has
-// chosen the replica. Responses are piped back with backpressure, and the caller's cancel or deadline cancels
-// the replica's call at once.
+// chosen the replica. Responses are piped back with backpressure (an idempotent unary answer is held until it is
+// complete, so a replica lost halfway through answering is retried too), and the caller's cancel or deadline
+// cancels the replica's call at once.
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import { DeadlineExceededError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../services/runtime/errors.js';
@@ -41,6 +42,13 @@ export class ProxyCall {
   private finished = false;
   /** Response headers went to the caller: the call can no longer be retried. */
   private responded = false;
+  /**
+   * The replica's response headers (and, for unary calls, its message), held back from the caller while the
+   * call may still be retried: a replica lost after it began to answer but before it finished is then retried
+   * like one lost before it answered. Unary answers go out when complete; server streams at their first bytes.
+   */
+  private heldHeaders: OutgoingHttpHeaders | undefined;
+  private heldData: Buffer[] = [];
   private finalTrailers: OutgoingHttpHeaders | undefined;
 
   private scanner: MessageScanner | undefined;
@@ -224,6 +232,8 @@ export class ProxyCall {
     this.replica = replica;
     this.upEnded = false;
     this.upTrailers = undefined;
+    this.heldHeaders = undefined;
+    this.heldData = [];
     let up: ClientHttp2Stream;
     try {
       up = replica.handle.upstream.request(this.upstreamHeaders(replica));
@@ -299,11 +309,19 @@ export class ProxyCall {
       this.fail(new UnavailableError(`replica ${this.replica?.address} answered HTTP ${statusCode}, not gRPC`));
       return;
     }
+    if (this.replayable && this.route.idempotent) this.heldHeaders = copyHeaders(h);
+    else this.commit(copyHeaders(h));
+  }
+
+  /** Sends the response headers to the caller; from here on the call is not retried. */
+  private commit(headers: OutgoingHttpHeaders): boolean {
     this.responded = true;
     try {
-      this.stream.respond(copyHeaders(h), { waitForTrailers: true });
+      this.stream.respond(headers, { waitForTrailers: true });
+      return true;
     } catch {
       this.cancelUpstream();
+      return false;
     }
   }
 
@@ -312,7 +330,17 @@ export class ProxyCall {
   }
 
   onResponseData(up: ClientHttp2Stream, chunk: Buffer): void {
-    if (up !== this.up || this.finished || !this.responded) return;
+    if (up !== this.up || this.finished) return;
+    if (this.heldHeaders) {
+      if (this.route.kind === 'unary') {
+        this.heldData.push(chunk);
+        return;
+      }
+      const h = this.heldHeaders;
+      this.heldHeaders = undefined;
+      if (!this.commit(h)) return;
+    }
+    if (!this.responded) return;
     if (!this.stream.write(chunk)) {
       up.pause();
       this.stream.once('drain', () => up.resume());
@@ -321,7 +349,23 @@ export class ProxyCall {
 
   onResponseEnd(up: ClientHttp2Stream): void {
     // Without trailers the response did not really end (the replica's connection broke): 'close' decides.
-    if (up !== this.up || this.finished || !this.responded || !this.upTrailers) return;
+    if (up !== this.up || this.finished || !this.upTrailers) return;
+    if (this.heldHeaders) {
+      const code = Number(this.upTrailers['grpc-status']);
+      if (code === 14 && this.heldData.length === 0 && this.retryable('unavailable')) {
+        // An UNAVAILABLE status after empty headers is the same answer as a trailers-only one.
+        this.upEnded = true;
+        this.lastFailure = { code, details: String(this.upTrailers['grpc-message'] ?? '') };
+        this.retryAfter(up, 'unavailable');
+        return;
+      }
+      const h = this.heldHeaders;
+      this.heldHeaders = undefined;
+      if (!this.commit(h)) return;
+      for (const c of this.heldData) this.stream.write(c);
+      this.heldData = [];
+    }
+    if (!this.responded) return;
     this.upEnded = true;
     this.finalTrailers = copyTrailers(this.upTrailers);
     this.stream.end();
@@ -337,7 +381,8 @@ export class ProxyCall {
     if (this.finished) return;
     replica.failed++;
     const neverSent = up.id === undefined || up.rstCode === NGHTTP2_REFUSED_STREAM;
-    this.attemptFailed(replica, neverSent ? 'not_sent' : 'lost', neverSent ? 'could not be reached' : 'failed before it answered');
+    const began = this.responded || this.heldHeaders !== undefined;
+    this.attemptFailed(replica, neverSent ? 'not_sent' : 'lost', neverSent ? 'could not be reached' : began ? 'failed before it finished answering' : 'failed before it answered');
   }
 
   private attemptFailed(replica: PoolReplica, failure: AttemptFailure, what: string): void {
