@@ -48,7 +48,7 @@ export class ProxyCall {
    * like one lost before it answered. Unary answers go out when complete; server streams at their first bytes.
    */
   private heldHeaders: OutgoingHttpHeaders | undefined;
-  private heldData: Buffer[] = [];
+  private heldData: Buffer[] | undefined;
   private finalTrailers: OutgoingHttpHeaders | undefined;
 
   private scanner: MessageScanner | undefined;
@@ -233,7 +233,7 @@ export class ProxyCall {
     this.upEnded = false;
     this.upTrailers = undefined;
     this.heldHeaders = undefined;
-    this.heldData = [];
+    this.heldData = undefined;
     let up: ClientHttp2Stream;
     try {
       up = replica.handle.upstream.request(this.upstreamHeaders(replica));
@@ -333,7 +333,7 @@ export class ProxyCall {
     if (up !== this.up || this.finished) return;
     if (this.heldHeaders) {
       if (this.route.kind === 'unary') {
-        this.heldData.push(chunk);
+        (this.heldData ??= []).push(chunk);
         return;
       }
       const h = this.heldHeaders;
@@ -352,7 +352,7 @@ export class ProxyCall {
     if (up !== this.up || this.finished || !this.upTrailers) return;
     if (this.heldHeaders) {
       const code = Number(this.upTrailers['grpc-status']);
-      if (code === 14 && this.heldData.length === 0 && this.retryable('unavailable')) {
+      if (code === 14 && !this.heldData && this.retryable('unavailable')) {
         // An UNAVAILABLE status after empty headers is the same answer as a trailers-only one.
         this.upEnded = true;
         this.lastFailure = { code, details: String(this.upTrailers['grpc-message'] ?? '') };
@@ -362,8 +362,8 @@ export class ProxyCall {
       const h = this.heldHeaders;
       this.heldHeaders = undefined;
       if (!this.commit(h)) return;
-      for (const c of this.heldData) this.stream.write(c);
-      this.heldData = [];
+      if (this.heldData) for (const c of this.heldData) this.stream.write(c);
+      this.heldData = undefined;
     }
     if (!this.responded) return;
     this.upEnded = true;
