@@ -52,4 +52,11 @@ describe('embedding response encoding', () => {
     expect(EmbeddingServiceDefinition.embed.path).toBe('/maas.embeddings.v1.EmbeddingService/Embed');
     expect(EmbeddingServiceDefinition.tokenize).toBeDefined();
   });
+
+  it('gives each response its own bytes while the serializer reuses one writer, after small, large and huge answers', () => {
+    const serialize = EmbeddingServiceDefinition.embed.responseSerialize;
+    const messages = [response(1, 32, 100), response(2, 1, 4), response(3, 3, 100_000), response(4, 2, 8), response(5, 32, 100)];
+    const buffers = messages.map((m) => serialize(m));
+    messages.forEach((m, i) => expect(buffers[i]).toEqual(Buffer.from(EmbedResponse.encode(m).finish())));
+  });
 });

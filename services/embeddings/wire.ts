@@ -56,9 +56,24 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/**
+ * One writer for every response (serialization is synchronous, so calls never interleave): its buffer keeps
+ * the size of the largest response so far, so writing does not grow and copy it again for each response, and
+ * finish() copies the bytes out once. After a response over KEEP_BYTES the writer is let go, so one huge
+ * answer does not pin its buffer.
+ */
+const KEEP_BYTES = 1 << 20;
+let shared = new BinaryWriter();
+
+function serialize(write: (w: BinaryWriter) => BinaryWriter): Buffer {
+  const bytes = write(shared).finish();
+  if (bytes.byteLength > KEEP_BYTES) shared = new BinaryWriter();
+  return asBuffer(bytes);
+}
+
 /** The generated service definition with the fast response encoders on Embed and EmbedStream. */
 export const EmbeddingServiceDefinition = {
   ...EmbeddingServiceService,
-  embed: { ...EmbeddingServiceService.embed, responseSerialize: (m: EmbedResponse): Buffer => asBuffer(encodeEmbedResponse(m).finish()) },
-  embedStream: { ...EmbeddingServiceService.embedStream, responseSerialize: (m: EmbedStreamResponse): Buffer => asBuffer(encodeEmbedStreamResponse(m).finish()) },
+  embed: { ...EmbeddingServiceService.embed, responseSerialize: (m: EmbedResponse): Buffer => serialize((w) => encodeEmbedResponse(m, w)) },
+  embedStream: { ...EmbeddingServiceService.embedStream, responseSerialize: (m: EmbedStreamResponse): Buffer => serialize((w) => encodeEmbedStreamResponse(m, w)) },
 } as const;

@@ -108,25 +108,37 @@ export class OnnxEncoder {
   }
 }
 
+/** Little-endian hosts (x86, Arm): an int64 id is written as its low 32-bit word, with no BigInt made per token. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 function fill(data: IdArray, batch: Encoded[], width: number, input: string, padId: number): void {
+  // Token ids, masks and type ids are small non-negative numbers: in an int64 tensor (zero-filled) only the low
+  // word of each element needs writing, which an Int32Array over the same memory does with plain numbers.
   const big = data instanceof BigInt64Array;
+  const words = big && LITTLE_ENDIAN ? new Int32Array(data.buffer, data.byteOffset, data.length * 2) : undefined;
+  const stride = words ? 2 : 1;
+  const out: Int32Array | undefined = words ?? (big ? undefined : (data as Int32Array));
   for (let r = 0; r < batch.length; r++) {
     const e = batch[r]!;
     const base = r * width;
     const n = e.ids.length;
+    if (!out) {
+      // Big-endian host with an int64 input: BigInt per element.
+      const d = data as BigInt64Array;
+      if (input === 'input_ids') {
+        for (let t = 0; t < n; t++) d[base + t] = BigInt(e.ids[t]!);
+        if (padId !== 0) for (let t = n; t < width; t++) d[base + t] = BigInt(padId);
+      } else if (input === 'attention_mask') d.fill(1n, base, base + n);
+      else for (let t = 0; t < n; t++) d[base + t] = BigInt(e.typeIds[t] ?? 0);
+      continue;
+    }
     if (input === 'input_ids') {
-      if (big) {
-        for (let t = 0; t < n; t++) data[base + t] = BigInt(e.ids[t]!);
-        if (padId !== 0) for (let t = n; t < width; t++) data[base + t] = BigInt(padId);
-      } else {
-        for (let t = 0; t < n; t++) data[base + t] = e.ids[t]!;
-        if (padId !== 0) for (let t = n; t < width; t++) data[base + t] = padId;
-      }
+      for (let t = 0; t < n; t++) out[(base + t) * stride] = e.ids[t]!;
+      if (padId !== 0) for (let t = n; t < width; t++) out[(base + t) * stride] = padId;
     } else if (input === 'attention_mask') {
-      if (big) (data as BigInt64Array).fill(1n, base, base + n);
-      else (data as Int32Array).fill(1, base, base + n);
+      for (let t = 0; t < n; t++) out[(base + t) * stride] = 1;
     } else {
-      for (let t = 0; t < n; t++) data[base + t] = big ? BigInt(e.typeIds[t] ?? 0) : (e.typeIds[t] ?? 0);
+      for (let t = 0; t < n; t++) out[(base + t) * stride] = e.typeIds[t] ?? 0;
     }
   }
 }
