@@ -2,6 +2,7 @@
 // BERT-style, `token_type_ids` ([batch, sequence], int64 or int32, right-padded here); output
 // `sentence_embedding` ([batch, hidden], pooled by the graph) or `last_hidden_state` ([batch, sequence,
 // hidden], pooled here: mean, CLS or last token).
+import { endianness } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { FailedPreconditionError } from '../../runtime/errors.js';
@@ -108,37 +109,30 @@ export class OnnxEncoder {
   }
 }
 
-/** Little-endian hosts (x86, Arm): an int64 id is written as its low 32-bit word, with no BigInt made per token. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/**
+ * Token ids, masks and type ids are small non-negative numbers, so in a zero-filled int64 tensor only the low
+ * 32-bit word of each element needs writing: an Int32Array over the same memory writes it with plain numbers,
+ * no BigInt per token. The low word is the first of the pair on little-endian hosts, the second on big-endian.
+ */
+const LOW_WORD = endianness() === 'LE' ? 0 : 1;
 
 function fill(data: IdArray, batch: Encoded[], width: number, input: string, padId: number): void {
-  // Token ids, masks and type ids are small non-negative numbers: in an int64 tensor (zero-filled) only the low
-  // word of each element needs writing, which an Int32Array over the same memory does with plain numbers.
   const big = data instanceof BigInt64Array;
-  const words = big && LITTLE_ENDIAN ? new Int32Array(data.buffer, data.byteOffset, data.length * 2) : undefined;
-  const stride = words ? 2 : 1;
-  const out: Int32Array | undefined = words ?? (big ? undefined : (data as Int32Array));
+  const out = big ? new Int32Array(data.buffer, data.byteOffset, data.length * 2) : data;
+  const stride = big ? 2 : 1;
+  const first = big ? LOW_WORD : 0;
   for (let r = 0; r < batch.length; r++) {
     const e = batch[r]!;
     const base = r * width;
     const n = e.ids.length;
-    if (!out) {
-      // Big-endian host with an int64 input: BigInt per element.
-      const d = data as BigInt64Array;
-      if (input === 'input_ids') {
-        for (let t = 0; t < n; t++) d[base + t] = BigInt(e.ids[t]!);
-        if (padId !== 0) for (let t = n; t < width; t++) d[base + t] = BigInt(padId);
-      } else if (input === 'attention_mask') d.fill(1n, base, base + n);
-      else for (let t = 0; t < n; t++) d[base + t] = BigInt(e.typeIds[t] ?? 0);
-      continue;
-    }
+    const at = (t: number) => (base + t) * stride + first;
     if (input === 'input_ids') {
-      for (let t = 0; t < n; t++) out[(base + t) * stride] = e.ids[t]!;
-      if (padId !== 0) for (let t = n; t < width; t++) out[(base + t) * stride] = padId;
+      for (let t = 0; t < n; t++) out[at(t)] = e.ids[t]!;
+      if (padId !== 0) for (let t = n; t < width; t++) out[at(t)] = padId;
     } else if (input === 'attention_mask') {
-      for (let t = 0; t < n; t++) out[(base + t) * stride] = 1;
+      for (let t = 0; t < n; t++) out[at(t)] = 1;
     } else {
-      for (let t = 0; t < n; t++) out[(base + t) * stride] = e.typeIds[t] ?? 0;
+      for (let t = 0; t < n; t++) out[at(t)] = e.typeIds[t] ?? 0;
     }
   }
 }
