@@ -220,7 +220,7 @@ export class ProxyCall {
     const replica = pool?.pick(this.affinity, this.tried);
     if (!replica) {
       if (this.lastFailure) {
-        this.fail({ ...this.lastFailure, details: `${this.lastFailure.details}; not retried: no other replica of ${this.route.pool} is usable` });
+        this.fail(this.notRetried(`no other replica of ${this.route.pool} is usable`));
         return;
       }
       this.fail(new UnavailableError(`no healthy replica of ${this.route.pool} is available; retry shortly`, 1000, { reason: 'NO_HEALTHY_REPLICA', metadata: { service: this.route.pool } }));
@@ -313,6 +313,17 @@ export class ProxyCall {
     else this.commit(copyHeaders(h));
   }
 
+  /** Sends the held headers and any held message to the caller (the call is no longer retried). */
+  private releaseHeld(): boolean {
+    const h = this.heldHeaders!;
+    const data = this.heldData;
+    this.heldHeaders = undefined;
+    this.heldData = undefined;
+    if (!this.commit(h)) return false;
+    if (data) for (const c of data) this.stream.write(c);
+    return true;
+  }
+
   /** Sends the response headers to the caller; from here on the call is not retried. */
   private commit(headers: OutgoingHttpHeaders): boolean {
     this.responded = true;
@@ -336,9 +347,7 @@ export class ProxyCall {
         (this.heldData ??= []).push(chunk);
         return;
       }
-      const h = this.heldHeaders;
-      this.heldHeaders = undefined;
-      if (!this.commit(h)) return;
+      if (!this.releaseHeld()) return;
     }
     if (!this.responded) return;
     if (!this.stream.write(chunk)) {
@@ -350,21 +359,7 @@ export class ProxyCall {
   onResponseEnd(up: ClientHttp2Stream): void {
     // Without trailers the response did not really end (the replica's connection broke): 'close' decides.
     if (up !== this.up || this.finished || !this.upTrailers) return;
-    if (this.heldHeaders) {
-      const code = Number(this.upTrailers['grpc-status']);
-      if (code === 14 && !this.heldData && this.retryable('unavailable')) {
-        // An UNAVAILABLE status after empty headers is the same answer as a trailers-only one.
-        this.upEnded = true;
-        this.lastFailure = { code, details: String(this.upTrailers['grpc-message'] ?? '') };
-        this.retryAfter(up, 'unavailable');
-        return;
-      }
-      const h = this.heldHeaders;
-      this.heldHeaders = undefined;
-      if (!this.commit(h)) return;
-      if (this.heldData) for (const c of this.heldData) this.stream.write(c);
-      this.heldData = undefined;
-    }
+    if (this.heldHeaders && !this.releaseHeld()) return;
     if (!this.responded) return;
     this.upEnded = true;
     this.finalTrailers = copyTrailers(this.upTrailers);
@@ -427,12 +422,17 @@ export class ProxyCall {
       return;
     }
     if (!r.budget.tryRetry()) {
-      this.fail({ ...this.lastFailure!, details: `${this.lastFailure!.details}; not retried: the gateway's retry budget is spent (too many calls failing)` });
+      this.fail(this.notRetried("the gateway's retry budget is spent (too many calls failing)"));
       return;
     }
     this.ctx.onRetry(this.route, reason);
     this.span?.addEvent('retry', { reason, attempt: this.attempts, replica: this.replica?.address ?? '' });
     setTimeout(() => this.attempt(), delay);
+  }
+
+  /** The last attempt's failure, saying why it was not retried. */
+  private notRetried(why: string): Status {
+    return { ...this.lastFailure!, details: `${this.lastFailure!.details}; not retried: ${why}` };
   }
 
   private respondTrailersOnly(h: OutgoingHttpHeaders, code: number): void {
