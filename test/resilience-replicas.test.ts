@@ -93,8 +93,8 @@ beforeAll(async () => {
       OTEL_SDK_DISABLED: 'true',
       MAAS_REGISTRY_ADDRESS: registry.address,
       MAAS_GATEWAY_EMBEDDINGS_TARGETS: replicas.map((r) => r.address).join(','),
-      // No flat allowance: the retries here must come from the budget's share of the calls made (a budget
-      // that never counted calls once failed the SIGKILL test in CI, after the drain test had used its allowance).
+      // No flat allowance: the retries here must come from the budget's share of the calls made, so a gateway
+      // that does not count its calls towards the budget fails the SIGKILL test (as it did before 3254d83).
       MAAS_GATEWAY_RETRY_BUDGET_MIN_PER_SECOND: '0',
     },
     // What the gateway saw of its replicas (health changes, failed connections), shown when a test fails.
