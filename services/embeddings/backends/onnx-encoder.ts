@@ -65,7 +65,7 @@ export class OnnxEncoder {
     this.attributes = { [Attr.model]: options.name, [Attr.modelVersion]: options.version, [Attr.executionProvider]: options.executionProvider };
   }
 
-  /** One vector per encoded input (pooled, not normalized by this service). */
+  /** One vector per encoded input (pooled, not normalized by this service): views of one buffer, one per input. */
   async run(batch: Encoded[]): Promise<Float32Array[]> {
     const rows = batch.length;
     let width = 1;
@@ -84,13 +84,18 @@ export class OnnxEncoder {
       const result = await this.session.run(feeds, [this.output]);
       const tensor = result[this.output]!;
       const values = tensor.data as Float32Array;
+      // One buffer per batch, a view per row: small typed arrays of their own would each be a separate
+      // allocation outside the heap, which the garbage collector pays for.
       const out: Float32Array[] = new Array(rows);
       if (this.pooledByModel) {
         const hidden = tensor.dims[1]!;
-        for (let r = 0; r < rows; r++) out[r] = values.slice(r * hidden, (r + 1) * hidden);
+        for (let r = 0; r < rows; r++) out[r] = values.subarray(r * hidden, (r + 1) * hidden);
       } else {
         const [, sequence, hidden] = tensor.dims as number[];
-        for (let r = 0; r < rows; r++) out[r] = poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling);
+        const pooled = new Float32Array(rows * hidden!);
+        for (let r = 0; r < rows; r++) {
+          out[r] = poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling, pooled.subarray(r * hidden!, (r + 1) * hidden!));
+        }
       }
       tensor.dispose();
       return out;
@@ -121,18 +126,19 @@ function fill(data: IdArray, batch: Encoded[], width: number, input: string, pad
   const out = big ? new Int32Array(data.buffer, data.byteOffset, data.length * 2) : data;
   const stride = big ? 2 : 1;
   const first = big ? LOW_WORD : 0;
+  const kind = input === 'input_ids' ? 0 : input === 'attention_mask' ? 1 : 2;
   for (let r = 0; r < batch.length; r++) {
     const e = batch[r]!;
-    const base = r * width;
     const n = e.ids.length;
-    const at = (t: number) => (base + t) * stride + first;
-    if (input === 'input_ids') {
-      for (let t = 0; t < n; t++) out[at(t)] = e.ids[t]!;
-      if (padId !== 0) for (let t = n; t < width; t++) out[at(t)] = padId;
-    } else if (input === 'attention_mask') {
-      for (let t = 0; t < n; t++) out[at(t)] = 1;
+    // Element t of row r is at (r * width + t) * stride + first.
+    const row = r * width * stride + first;
+    if (kind === 0) {
+      for (let t = 0; t < n; t++) out[row + t * stride] = e.ids[t]!;
+      if (padId !== 0) for (let t = n; t < width; t++) out[row + t * stride] = padId;
+    } else if (kind === 1) {
+      for (let t = 0; t < n; t++) out[row + t * stride] = 1;
     } else {
-      for (let t = 0; t < n; t++) out[at(t)] = e.typeIds[t] ?? 0;
+      for (let t = 0; t < n; t++) out[row + t * stride] = e.typeIds[t] ?? 0;
     }
   }
 }

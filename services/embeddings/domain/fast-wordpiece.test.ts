@@ -48,6 +48,48 @@ describe('the fast WordPiece path', () => {
     }
   });
 
+  it('gives the ids, type ids and truncation of the library path, for plain and templated post-processors', async () => {
+    const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', 'the', 'cat', 'run', '##ning', '##s', 'un', '##believ', '##able', 'e', '-', 'mail', '.', "'", 'don', 't'];
+    const special = ['[PAD]', '[UNK]', '[CLS]', '[SEP]'];
+    const templated = wordPieceTokenizerJson({ vocab, special, unk: '[UNK]', lowercase: true, template: { cls: '[CLS]', sep: '[SEP]' } });
+    // Type ids other than 0, so that a mix-up would show.
+    const typed = {
+      ...templated,
+      post_processor: {
+        type: 'TemplateProcessing',
+        single: [{ SpecialToken: { id: '[CLS]', type_id: 2 } }, { Sequence: { id: 'A', type_id: 1 } }, { SpecialToken: { id: '[SEP]', type_id: 3 } }],
+        pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '[CLS]': { id: '[CLS]', ids: [2], tokens: ['[CLS]'] }, '[SEP]': { id: '[SEP]', ids: [3], tokens: ['[SEP]'] } },
+      },
+    };
+    const glove = await buildGlove(sharedCacheDir());
+    const jsons = [
+      wordPieceTokenizerJson({ vocab, special, unk: '[UNK]', lowercase: true }),
+      templated,
+      typed,
+      JSON.parse(readFileSync(join(glove.dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>,
+    ];
+    const texts = [...sentences(300), 'The cats running, unbelievable e-mail.', "Don't run", 'the '.repeat(40), ...randomTexts(300, 7)];
+    for (const json of jsons) {
+      for (const maxLength of [6, 512]) {
+        const fast = new TextTokenizer({ ...json, normalizer: { type: 'Lowercase' } }, {}, maxLength);
+        // The same tokenizer, but with a normalizer shape the fast path leaves to the library.
+        const library = new TextTokenizer({ ...json, normalizer: { type: 'Sequence', normalizers: [{ type: 'Lowercase' }] } }, {}, maxLength);
+        expect(fast.hasFastPath).toBe(true);
+        expect(library.hasFastPath).toBe(false);
+        for (const text of texts) {
+          for (const options of [
+            { truncate: true, side: 'right' as const },
+            { truncate: true, side: 'left' as const },
+            { truncate: false, side: 'right' as const },
+          ]) {
+            expect(fast.encode(text, options), JSON.stringify(text)).toEqual(library.encode(text, options));
+          }
+        }
+      }
+    }
+  });
+
   it('leaves other tokenizer shapes to the library', () => {
     const json = wordPieceTokenizerJson({ vocab: ['[UNK]', 'a'], special: ['[UNK]'], unk: '[UNK]', lowercase: true });
     expect(new TextTokenizer({ ...json, normalizer: { type: 'NFKC' } }, {}, 8).hasFastPath).toBe(false);

@@ -1,8 +1,8 @@
 // A fast path for the commonest embedding tokenizer: BERT normalizer (or plain lowercasing), BERT
 // pre-tokenizer and WordPiece, on ASCII text. It gives exactly the tokens @huggingface/tokenizers gives (the
 // tests compare the two on generated and real text) at a fraction of the cost: one pass over the characters
-// instead of several regular expressions and arrays per call, and a cache of words already split into pieces.
-// Anything else — other tokenizer shapes, text with non-ASCII characters or with an added token's text in it —
+// instead of several regular expressions and arrays per call, and a cache of words already split into pieces
+// (with their ids, so the model's input needs no vocabulary lookup per token). Anything else — other tokenizer shapes, text with non-ASCII characters or with an added token's text in it —
 // is left to the library (tokenize returns undefined).
 
 interface TokenizerJson {
@@ -24,10 +24,18 @@ const DROP = 3;
 
 const CACHE_LIMIT = 100_000;
 
+/** A word split into WordPiece tokens, and their ids. */
+interface Pieces {
+  tokens: string[];
+  ids: number[];
+}
+
 export class FastWordPiece {
   /** Character class per ASCII code, after normalization. */
   private readonly classes = new Uint8Array(128);
-  private readonly cache = new Map<string, string[]>();
+  /** ASCII codes that start an added token (either case): only texts holding one are searched for them. */
+  private readonly addedStarts = new Uint8Array(128);
+  private readonly cache = new Map<string, Pieces>();
   private readonly lowercase: boolean;
   private readonly vocab: Set<string>;
   private readonly unk: string;
@@ -35,7 +43,12 @@ export class FastWordPiece {
   private readonly maxChars: number;
   private readonly added: string[];
 
-  private constructor(json: TokenizerJson, lowercase: boolean, cleanText: boolean) {
+  private constructor(
+    json: TokenizerJson,
+    lowercase: boolean,
+    cleanText: boolean,
+    private readonly idOf: (token: string) => number,
+  ) {
     const model = json.model!;
     this.vocab = new Set(Object.keys(model.vocab ?? {}));
     this.unk = model.unk_token ?? '[UNK]';
@@ -43,6 +56,9 @@ export class FastWordPiece {
     this.maxChars = model.max_input_chars_per_word ?? 100;
     this.lowercase = lowercase;
     this.added = (json.added_tokens ?? []).map((t) => t.content).filter((c) => c.length > 0);
+    for (const a of this.added) {
+      for (const c of [a.charCodeAt(0), a.toLowerCase().charCodeAt(0), a.toUpperCase().charCodeAt(0)]) if (c < 128) this.addedStarts[c] = 1;
+    }
     for (let c = 0; c < 128; c++) {
       const control = c < 32 || c === 127;
       const whitespace = c === 32 || (c >= 9 && c <= 13);
@@ -56,27 +72,53 @@ export class FastWordPiece {
     }
   }
 
-  /** A fast path for this tokenizer, or undefined when its shape is not the one handled here. */
-  static for(tokenizerJson: object, tokenizerConfig: object): FastWordPiece | undefined {
+  /**
+   * A fast path for this tokenizer, or undefined when its shape is not the one handled here. idOf gives a
+   * token's id (the caller's vocabulary, so ids are the ones the library's would be).
+   */
+  static for(tokenizerJson: object, tokenizerConfig: object, idOf: (token: string) => number): FastWordPiece | undefined {
     const json = tokenizerJson as TokenizerJson;
     const config = tokenizerConfig as TokenizerConfig;
     if (config.remove_space === true || config.do_lowercase_and_remove_accent === true) return undefined;
     if (json.model?.type !== 'WordPiece' || json.pre_tokenizer?.type !== 'BertPreTokenizer') return undefined;
     if ((json.added_tokens ?? []).length > 64) return undefined;
     const n = json.normalizer;
-    if (n === null || n === undefined) return new FastWordPiece(json, false, false);
-    if (n.type === 'Lowercase') return new FastWordPiece(json, true, false);
+    if (n === null || n === undefined) return new FastWordPiece(json, false, false, idOf);
+    if (n.type === 'Lowercase') return new FastWordPiece(json, true, false, idOf);
     // Missing flags are off, as the library reads them.
-    if (n.type === 'BertNormalizer') return new FastWordPiece(json, n.lowercase === true, n.clean_text === true);
+    if (n.type === 'BertNormalizer') return new FastWordPiece(json, n.lowercase === true, n.clean_text === true, idOf);
     return undefined;
   }
 
   /** The tokens of text (no special tokens), or undefined when the library must do it. */
   tokenize(text: string): string[] | undefined {
-    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 127) return undefined;
-    const lower = this.lowercase ? text.toLowerCase() : text;
-    for (const a of this.added) if (text.includes(a) || lower.includes(a)) return undefined;
+    const words = this.words(text);
+    if (!words) return undefined;
     const out: string[] = [];
+    for (const w of words) for (const t of w.tokens) out.push(t);
+    return out;
+  }
+
+  /** The ids of tokenize's tokens, or undefined when the library must do it. */
+  ids(text: string): number[] | undefined {
+    const words = this.words(text);
+    if (!words) return undefined;
+    const out: number[] = [];
+    for (const w of words) for (const id of w.ids) out.push(id);
+    return out;
+  }
+
+  /** The text's words (and punctuation marks), each split into pieces; undefined for the library. */
+  private words(text: string): Pieces[] | undefined {
+    let mayHoldAdded = false;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 127) return undefined;
+      if (this.addedStarts[c] === 1) mayHoldAdded = true;
+    }
+    const lower = this.lowercase ? text.toLowerCase() : text;
+    if (mayHoldAdded) for (const a of this.added) if (text.includes(a) || lower.includes(a)) return undefined;
+    const out: Pieces[] = [];
     let start = -1;
     for (let i = 0; i < lower.length; i++) {
       const cls = this.classes[lower.charCodeAt(i)]!;
@@ -85,19 +127,19 @@ export class FastWordPiece {
         continue;
       }
       // A dropped control character inside a word joins its two halves: rare, so done the slow way.
-      if (cls === DROP) return this.tokenizeWithDrops(lower);
+      if (cls === DROP) return this.wordsWithDrops(lower);
       if (start >= 0) {
-        this.pieces(lower.slice(start, i), out);
+        out.push(this.pieces(lower.slice(start, i)));
         start = -1;
       }
-      if (cls === PUNCT) this.pieces(lower[i]!, out);
+      if (cls === PUNCT) out.push(this.pieces(lower[i]!));
     }
-    if (start >= 0) this.pieces(lower.slice(start), out);
+    if (start >= 0) out.push(this.pieces(lower.slice(start)));
     return out;
   }
 
-  private tokenizeWithDrops(lower: string): string[] {
-    const out: string[] = [];
+  private wordsWithDrops(lower: string): Pieces[] {
+    const out: Pieces[] = [];
     let word = '';
     for (let i = 0; i < lower.length; i++) {
       const cls = this.classes[lower.charCodeAt(i)]!;
@@ -107,24 +149,25 @@ export class FastWordPiece {
       }
       if (cls === DROP) continue;
       if (word.length > 0) {
-        this.pieces(word, out);
+        out.push(this.pieces(word));
         word = '';
       }
-      if (cls === PUNCT) this.pieces(lower[i]!, out);
+      if (cls === PUNCT) out.push(this.pieces(lower[i]!));
     }
-    if (word.length > 0) this.pieces(word, out);
+    if (word.length > 0) out.push(this.pieces(word));
     return out;
   }
 
   /** WordPiece: the longest known prefix, then the longest known `##` continuations; [UNK] if one is missing. */
-  private pieces(word: string, out: string[]): void {
+  private pieces(word: string): Pieces {
     let cached = this.cache.get(word);
     if (!cached) {
-      cached = this.split(word);
+      const tokens = this.split(word);
+      cached = { tokens, ids: tokens.map(this.idOf) };
       if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
       this.cache.set(word, cached);
     }
-    for (const p of cached) out.push(p);
+    return cached;
   }
 
   private split(word: string): string[] {

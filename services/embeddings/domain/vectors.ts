@@ -4,10 +4,18 @@ export type Pooling = 'mean' | 'cls' | 'last_token';
 
 /**
  * Pools row `row` of a last_hidden_state tensor [batch, sequence, hidden] whose first `length` positions are
- * real tokens (right padding): the mean over them, the first one, or the last one. Returns a new array.
+ * real tokens (right padding): the mean over them, the first one, or the last one. Writes into `out` (zeros,
+ * `width` long; a new array by default) and returns it.
  */
-export function poolRow(hidden: Float32Array, row: number, sequence: number, width: number, length: number, pooling: Pooling): Float32Array {
-  const out = new Float32Array(width);
+export function poolRow(
+  hidden: Float32Array,
+  row: number,
+  sequence: number,
+  width: number,
+  length: number,
+  pooling: Pooling,
+  out: Float32Array = new Float32Array(width),
+): Float32Array {
   const base = row * sequence * width;
   if (length === 0) return out;
   if (pooling === 'cls') {
@@ -36,9 +44,12 @@ export function normalizeInPlace(v: Float32Array): Float32Array {
   return v;
 }
 
-/** The vector a request asked for: the first `dimensions` values, unit length when `normalize`. */
+/**
+ * The vector a request asked for: the first `dimensions` values, unit length when `normalize`. Shapes `v` in
+ * place and returns a view of it (v is the request's own).
+ */
 export function shape(v: Float32Array, dimensions: number, normalize: boolean): Float32Array {
-  const out = dimensions < v.length ? v.slice(0, dimensions) : v;
+  const out = dimensions < v.length ? v.subarray(0, dimensions) : v;
   return normalize ? normalizeInPlace(out) : out;
 }
 
