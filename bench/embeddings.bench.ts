@@ -7,7 +7,9 @@
 //       library doing the tokenizing (what the issue's ~40k-50k/s figure measured; the service's own WordPiece
 //       fast path is several times faster), and session.run alone on ready tensors;
 //   (c) the peer a Node engineer would write instead: a plain grpc-js server calling the @huggingface/transformers
-//       feature-extraction pipeline once per request on the same model files.
+//       feature-extraction pipeline once per request on the same model files;
+//   and for reference, at 64 clients x 32 inputs, the service's server and handlers with the engine replaced by
+//   a canned answer (testing/canned-main.ts): the most the gRPC path allows here, whatever the model costs.
 // Sentences per second at 1, 8 and 64 concurrent clients with 1 and 32 inputs per request. The clients are
 // spread over two load processes that speak gRPC over node:http2 with requests encoded ahead of time (as ghz
 // or h2load do): a generated grpc-js client costs more CPU per call than the servers under test, and on a
@@ -60,7 +62,9 @@ export default async function bench(): Promise<BenchResult[]> {
     processes.push(service);
     const peer = launch('peer', 'services/embeddings/testing/peer-server.ts', { env: { OTEL_SDK_DISABLED: 'true', PEER_MODEL_ROOT: peerRoot, PEER_MODEL: GLOVE_MODEL } });
     processes.push(peer);
-    const [servicePort, peerPort] = await Promise.all([service.port, peer.port]);
+    const canned = launch('canned', 'services/embeddings/testing/canned-main.ts', { env: { MAAS_PORT: '0', MAAS_METRICS_ENABLED: 'false', MAAS_LOG_LEVEL: 'info', OTEL_SDK_DISABLED: 'true' } });
+    processes.push(canned);
+    const [servicePort, peerPort, cannedPort] = await Promise.all([service.port, peer.port, canned.port]);
     const targets: LoadTarget[] = [
       { label: 'a', address: `127.0.0.1:${servicePort}`, model: '' },
       { label: 'c', address: `127.0.0.1:${peerPort}`, model: GLOVE_MODEL },
@@ -81,6 +85,13 @@ export default async function bench(): Promise<BenchResult[]> {
           reports.push(...best.values());
         }
       }
+      // The gRPC path alone, at the goal's cell: the service's server and handlers with a canned answer.
+      let cannedBest: CellReport | undefined;
+      for (let round = 0; round < ROUNDS; round++) {
+        const r = await workers.measure({ label: 'canned', address: `127.0.0.1:${cannedPort}`, model: '' }, { clients: 64, inputs: 32 }, WARMUP_MS, MEASURE_MS);
+        if (!cannedBest || r.sentencesPerSecond > cannedBest.sentencesPerSecond) cannedBest = r;
+      }
+      reports.push(cannedBest!);
     } finally {
       workers.close();
     }
@@ -120,6 +131,17 @@ export default async function bench(): Promise<BenchResult[]> {
         note: 'goal ≥ 0.5x',
       });
     }
+    const cannedCell = get('canned', 64, 32);
+    results.push(
+      { ...row('    (a) with the engine replaced by a canned answer', cannedCell), note: `reference: the gRPC path alone, p50 ${cannedCell.p50Ms.toFixed(2)} ms` },
+      {
+        group: 'embeddings',
+        name: `(canned)/(b at batch ${ceiling.bestSize}), 64 clients, 32 inputs/request`,
+        value: cannedCell.sentencesPerSecond / ceiling.best,
+        unit: 'x',
+        note: 'reference: what (a)/(b) would be if the model work cost nothing',
+      },
+    );
     results.push({
       group: 'embeddings',
       name: `(a)/(b with the library tokenizer, batch ${ceiling.librarySize}), 64 clients, 32 inputs/request`,

@@ -1,0 +1,40 @@
+// For the bench: the embeddings service's own server, handlers and response encoding with the engine replaced
+// by a canned answer — every input gets the same unit vector of the default model's width (100), nothing is
+// tokenized, batched or run. What it serves per second is what the gRPC path alone allows on this machine,
+// so the bench can show how much of the gap between the service and the in-process ceiling is the model work.
+//   node --import tsx services/embeddings/testing/canned-main.ts   (MAAS_PORT, as any component)
+import { serverSettings } from '../../runtime/config.js';
+import { runComponent } from '../../runtime/process.js';
+import { MeshServer } from '../../runtime/server.js';
+import type { Embedder, EmbedParams, EmbedResult } from '../domain/embedder.js';
+import { embeddingService } from '../server.js';
+
+const WIDTH = 100;
+const vector = new Float32Array(WIDTH).fill(1 / Math.sqrt(WIDTH));
+
+const canned = {
+  defaultModel: 'canned',
+  async embed(params: EmbedParams): Promise<EmbedResult> {
+    return {
+      embeddings: params.inputs.map((_, index) => ({ values: vector, index, tokens: 12, truncated: false })),
+      dimensions: WIDTH,
+      inputTokens: 12 * params.inputs.length,
+      served: { name: 'canned', version: 1, alias: 'default', executionProvider: 'none' },
+      timings: { queueMs: 0, inferenceMs: 0, totalMs: 0 },
+    };
+  },
+};
+
+await runComponent({
+  component: 'embeddings-canned',
+  spec: serverSettings({ port: 0, metricsPort: 0 }),
+  start: async (config, log) => ({
+    server: new MeshServer({
+      component: 'embeddings-canned',
+      settings: config,
+      log,
+      // Only embed is ever called by the bench; the other RPCs would fail on the missing methods.
+      services: [embeddingService({ embedder: canned as unknown as Embedder, streamWindow: 32, log })],
+    }),
+  }),
+});
