@@ -15,6 +15,12 @@ export const spec = {
     '32768',
     'key/value cache tokens the running sequences of one model version may reserve together (prompt + max_new_tokens each); a request that needs more is INVALID_ARGUMENT',
   ),
+  decodeLanes: setting(
+    'MAAS_GENERATION_DECODE_LANES',
+    nonNegativeInt(),
+    '0',
+    'decoders per loaded version that step their share of the batch side by side, one on the main thread and the rest on worker threads, each with its own copy of the weights (0: one per CPU core, at most 4, on the cpu execution provider; 1 on others)',
+  ),
   maxQueue: setting('MAAS_GENERATION_MAX_QUEUE', positiveInt(), '128', 'requests waiting for a place in the batch, per model version, before RESOURCE_EXHAUSTED'),
   maxNewTokens: setting('MAAS_GENERATION_MAX_NEW_TOKENS', positiveInt(), '2048', 'largest max_new_tokens a request may ask for (INVALID_ARGUMENT beyond)'),
   defaultMaxNewTokens: setting('MAAS_GENERATION_DEFAULT_MAX_NEW_TOKENS', positiveInt(), '256', 'max_new_tokens when a request leaves it unset (reduced to what fits the context)'),

@@ -28,6 +28,8 @@ async function start(env: Record<string, string> = {}) {
     MAAS_GENERATION_MODEL_DIR: folder.root,
     MAAS_GENERATION_DEFAULT_MODEL: 'tiny',
     MAAS_GENERATION_MAX_NEW_TOKENS: '4096',
+    // Two lanes whatever the machine's core count, so batches run on this thread and on a worker thread.
+    MAAS_GENERATION_DECODE_LANES: '2',
     ...env,
   });
   const service = await createGenerationService(config, silentLogger);
@@ -193,6 +195,8 @@ describe('GenerationService sampling and batching', () => {
     });
     const stats = svc.generator.list().find((m) => m.served.name === 'tiny')!.stats;
     expect(stats.largestBatch).toBeGreaterThan(Math.max(1, before));
+    // The batch was split over both lanes (this thread's and a worker's), and still every row matched.
+    expect(stats).toMatchObject({ lanes: 2, mostLanesInStep: 2 });
   });
 
   it('removes a cancelled stream from the batch within one step while the others go on', async () => {

@@ -28,6 +28,7 @@ export async function createGenerationService(config: GenerationConfig, log: Log
   const metrics = new GenerationMetrics();
   const baseLoader = createGenerationLoader({
     session: sessionSettings(config),
+    decodeLanes: config.decodeLanes,
     limits,
     log,
     metrics: (model, version) => metrics.forModel(model, version),

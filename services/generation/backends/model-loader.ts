@@ -4,6 +4,7 @@
 // version whose files or signature this service cannot drive fails with FailedPreconditionError.
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -12,12 +13,16 @@ import type { Loaded, LocalVersion, ModelLoader, TensorSignature } from '../../r
 import { GenerationModel, type EngineLimits } from '../domain/engine.js';
 import type { EngineMetrics } from '../domain/scheduler.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
+import type { Decoder } from '../domain/decoder.js';
 import { OnnxDecoder, type DecoderConfigHints } from './onnx-decoder.js';
+import { WorkerDecoder } from './worker-decoder.js';
 
 const GRAPH_NAMES = ['model.onnx', 'decoder_model_merged.onnx', 'onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
 export interface LoaderOptions {
   session: SessionSettings;
+  /** Decode lanes per version (0: one per core, at most 4, on cpu; 1 on other providers). Default 1. */
+  decodeLanes?: number;
   limits: EngineLimits;
   log: Logger;
   /** Metrics bound to one model version (main.ts passes OpenTelemetry instruments). */
@@ -53,24 +58,38 @@ export async function loadGenerationModel(
   const tokenizerJson = await readJson(dir, 'tokenizer.json');
   const hints = configHints(config, tokenizerConfig);
   const decoder = await OnnxDecoder.create(join(dir, graph), options.session, hints, options.log);
+  const lanes: Decoder[] = [decoder];
   try {
+    // The first lane has checked the graph; the others load it on worker threads with the provider it got.
+    const count = laneCount(options.decodeLanes ?? 1, decoder.executionProvider);
+    for (let i = 1; i < count; i++) {
+      lanes.push(await WorkerDecoder.create({ model: join(dir, graph), settings: { ...options.session, executionProviders: [decoder.executionProvider] }, hints }));
+    }
+    if (count > 1) options.log.info({ model: options.name, version: options.version, lanes: count }, 'decode lanes');
     const eos = idList(generationConfig.eos_token_id ?? config.eos_token_id);
     const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfig, eos, decoder.shape.vocabSize);
     const notes: Record<string, string> = {};
     for (const [k, v] of Object.entries(config)) if (k.startsWith('maas_') && (typeof v === 'string' || typeof v === 'number')) notes[k] = String(v);
-    const model = new GenerationModel(decoder, tokenizer, options.limits, {
+    const model = new GenerationModel(lanes, tokenizer, options.limits, {
       model: options.name,
       version: options.version,
       log: options.log,
       metrics: options.metrics?.(options.name, options.version),
       notes,
     });
-    const bytes = (await stat(join(dir, graph))).size;
+    // Every lane holds its own copy of the weights.
+    const bytes = (await stat(join(dir, graph))).size * lanes.length;
     return { model, bytes, executionProvider: decoder.executionProvider };
   } catch (err) {
-    await decoder.close();
+    await Promise.all(lanes.map((d) => d.close().catch(() => undefined)));
     throw err;
   }
+}
+
+/** Lanes for a setting: 0 means one per core (at most 4) on the cpu provider, where they add cores; else 1. */
+export function laneCount(setting: number, executionProvider: string): number {
+  if (setting > 0) return setting;
+  return executionProvider === 'cpu' ? Math.max(1, Math.min(4, availableParallelism())) : 1;
 }
 
 /** The decoder's shape hints from a version folder's config.json and tokenizer_config.json (benches use it too). */

@@ -47,14 +47,17 @@ const ROLE = /^[a-z][a-z0-9_-]{0,31}$/;
 
 export class GenerationModel {
   private readonly scheduler: Scheduler;
+  private readonly decoder: Decoder;
 
+  /** decoders: one or more lanes of the same model (see Scheduler); the first runs on this thread. */
   constructor(
-    private readonly decoder: Decoder,
+    private readonly decoders: readonly Decoder[],
     readonly tokenizer: TextTokenizer,
     private readonly limits: EngineLimits,
     private readonly labels: { model: string; version: number; log: Logger; metrics?: EngineMetrics; notes?: Record<string, string> },
   ) {
-    this.scheduler = new Scheduler(decoder, tokenizer, {
+    this.decoder = decoders[0]!;
+    this.scheduler = new Scheduler(decoders, tokenizer, {
       maxBatchSize: limits.maxBatchSize,
       maxKvTokens: limits.maxKvTokens,
       maxQueue: limits.maxQueue,
@@ -131,6 +134,6 @@ export class GenerationModel {
 
   async close(): Promise<void> {
     await this.scheduler.close();
-    await this.decoder.close();
+    await Promise.all(this.decoders.map((d) => d.close()));
   }
 }

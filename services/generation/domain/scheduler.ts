@@ -3,6 +3,10 @@
 // reserved key/value tokens) — prefilling each alone — then runs one decode step for the whole batch and
 // samples every row. Finished sequences leave at once; new ones join at the next step boundary.
 //
+// Lanes: the model may have several decoders (one on the main thread, the others on worker threads, each
+// with its own session). A sequence is placed on the lane with the fewest running sequences when it is
+// admitted and stays there; a step runs every lane's rows at the same time, so a batch uses several cores.
+//
 // Cancellation: a request's AbortSignal marks its sequence; the loop removes it before the next step (a step
 // already running finishes, its row is discarded). The waiting queue is bounded: a full queue rejects at once
 // with OverloadedError and a retry hint taken from the batch's progress.
@@ -11,7 +15,7 @@ import { abortReason, OverloadedError, UnavailableError } from '../../runtime/er
 import type { Logger } from '../../runtime/logger.js';
 import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
 import { ChunkQueue, type Mergeable } from './chunk-queue.js';
-import type { Decoder, SequenceCache } from './decoder.js';
+import type { Decoder, DecoderShape, SequenceCache } from './decoder.js';
 import type { SamplingParameters } from './params.js';
 import { Prng } from './prng.js';
 import { needsPenalties, PenaltyState, Sampler } from './sampler.js';
@@ -69,6 +73,8 @@ const merge: Mergeable<GenerationChunk> = {
 
 class Sequence {
   cache: SequenceCache | undefined;
+  /** The decoder (lane) holding its cache. */
+  lane = 0;
   lastToken = 0;
   generated = 0;
   stepsRun = 0;
@@ -118,19 +124,24 @@ export class Scheduler {
   private kvReserved = 0;
   private steps = 0;
   private largestBatch = 0;
+  private mostLanesInStep = 0;
   private stepMsAverage = 0;
   private cancelledCount = 0;
   private maxStepsAfterCancel = 0;
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly loopDone: Promise<void>;
+  private readonly shape: DecoderShape;
 
+  /** decoders: the lanes, all of the same model (the first on this thread, for one sequence alone). */
   constructor(
-    private readonly decoder: Decoder,
+    private readonly decoders: readonly Decoder[],
     private readonly tokens: TokenText,
     private readonly options: SchedulerOptions,
   ) {
-    this.sampler = new Sampler(decoder.shape.vocabSize, options.maxLogprobs);
+    if (decoders.length === 0) throw new Error('a scheduler needs at least one decoder');
+    this.shape = decoders[0]!.shape;
+    this.sampler = new Sampler(this.shape.vocabSize, options.maxLogprobs);
     this.loopDone = this.loop().catch((err) => options.log.error({ err }, 'generation loop stopped'));
   }
 
@@ -143,6 +154,8 @@ export class Scheduler {
       kvTokensReserved: this.kvReserved,
       cancelled: this.cancelledCount,
       maxStepsAfterCancel: this.maxStepsAfterCancel,
+      lanes: this.decoders.length,
+      mostLanesInStep: this.mostLanesInStep,
     };
   }
 
@@ -161,7 +174,7 @@ export class Scheduler {
         { metadata: { model: this.options.model, waiting: String(this.waiting.length), running: String(this.running.length) } },
       );
     }
-    const seq = new Sequence(request, request.arrivedAt ?? performance.now(), this.tokens, this.decoder.shape.vocabSize);
+    const seq = new Sequence(request, request.arrivedAt ?? performance.now(), this.tokens, this.shape.vocabSize);
     seq.queueSpan = tracer().startSpan('generation.queue', { attributes: { [Attr.model]: this.options.model, [Attr.modelVersion]: this.options.version, 'maas.queue_depth': this.waiting.length } }, seq.parent);
     seq.onAbort = () => {
       if (seq.done) return;
@@ -223,6 +236,7 @@ export class Scheduler {
       const seq = this.waiting[0]!;
       if (this.running.length > 0 && this.kvReserved + seq.reserve > this.options.maxKvTokens) return;
       this.waiting.shift();
+      seq.lane = this.quietestLane();
       this.kvReserved += seq.reserve;
       seq.reserved = true;
       seq.admittedAt = performance.now();
@@ -235,7 +249,7 @@ export class Scheduler {
       );
       let result;
       try {
-        result = await this.decoder.prefill(seq.request.promptTokens);
+        result = await this.decoders[seq.lane]!.prefill(seq.request.promptTokens);
       } catch (err) {
         span.recordException(err as Error);
         span.end();
@@ -258,35 +272,62 @@ export class Scheduler {
     }
   }
 
+  /** The lane with the fewest running sequences (the first of equals, so one sequence alone runs on this thread). */
+  private quietestLane(): number {
+    if (this.decoders.length === 1) return 0;
+    const counts = new Array<number>(this.decoders.length).fill(0);
+    for (const s of this.running) counts[s.lane]!++;
+    let best = 0;
+    for (let l = 1; l < counts.length; l++) if (counts[l]! < counts[best]!) best = l;
+    return best;
+  }
+
   private async step(): Promise<void> {
     const batch = this.running;
+    const lanes: Sequence[][] = this.decoders.map(() => []);
+    for (const s of batch) lanes[s.lane]!.push(s);
     const started = performance.now();
-    let logits: Float32Array;
-    try {
-      logits = await this.decoder.decode(batch.map((s) => ({ cache: s.cache!, token: s.lastToken })));
-    } catch (err) {
-      this.options.log.error({ err, model: this.options.model, batch: batch.length }, 'decode step failed');
-      for (const s of batch) this.fail(s, err);
-      this.running = [];
-      return;
+    const still: Sequence[] = [];
+    // All lanes start before any runs (onnxruntime-node runs this thread's lane on a later turn, and the
+    // worker lanes as soon as their message arrives), and each lane's rows are sampled and emitted as soon as
+    // that lane's step is done, so this thread's work on one lane overlaps the other lanes' steps.
+    const steps: Promise<void>[] = [];
+    for (let l = 0; l < lanes.length; l++) {
+      const rows = lanes[l]!;
+      if (rows.length === 0) continue;
+      steps.push(
+        this.decoders[l]!.decode(rows.map((s) => ({ cache: s.cache!, token: s.lastToken }))).then(
+          (logits) => this.acceptRows(rows, logits, performance.now() - started, batch.length, still),
+          (err: unknown) => {
+            this.options.log.error({ err, model: this.options.model, batch: rows.length, lane: l }, 'decode step failed');
+            for (const s of rows) this.fail(s, err);
+          },
+        ),
+      );
     }
+    await Promise.all(steps);
+    if (steps.length > this.mostLanesInStep) this.mostLanesInStep = steps.length;
     const ms = performance.now() - started;
     this.steps++;
     if (batch.length > this.largestBatch) this.largestBatch = batch.length;
     this.stepMsAverage = this.stepMsAverage === 0 ? ms : this.stepMsAverage * 0.9 + ms * 0.1;
     this.options.metrics?.step(ms, batch.length);
-    const V = this.decoder.shape.vocabSize;
-    const still: Sequence[] = [];
-    for (let r = 0; r < batch.length; r++) {
-      const seq = batch[r]!;
+    this.running = still;
+  }
+
+  /** Samples and emits one lane's rows after a step of `ms`; the ones still going go to `still`. */
+  private acceptRows(rows: Sequence[], logits: Float32Array, ms: number, batchSize: number, still: Sequence[]): void {
+    const V = this.shape.vocabSize;
+    for (let r = 0; r < rows.length; r++) {
+      const seq = rows[r]!;
       seq.inferenceMs += ms;
       seq.stepsRun++;
-      seq.batchSum += batch.length;
-      if (batch.length > seq.maxBatch) seq.maxBatch = batch.length;
-      if (batch.length !== seq.lastBatch) {
+      seq.batchSum += batchSize;
+      if (batchSize > seq.maxBatch) seq.maxBatch = batchSize;
+      if (batchSize !== seq.lastBatch) {
         // One event per change of the batch around this sequence, not one per step.
-        seq.decodeSpan?.addEvent('maas.batch', { [Attr.batchSize]: batch.length, 'maas.decode_step': seq.stepsRun });
-        seq.lastBatch = batch.length;
+        seq.decodeSpan?.addEvent('maas.batch', { [Attr.batchSize]: batchSize, 'maas.decode_step': seq.stepsRun });
+        seq.lastBatch = batchSize;
       }
       if (seq.request.signal.aborted) {
         this.end(seq, FinishReason.CANCELLED);
@@ -294,7 +335,6 @@ export class Scheduler {
       }
       if (!this.accept(seq, logits, r * V)) still.push(seq);
     }
-    this.running = still;
   }
 
   /** Samples the next token of `seq` from a row of logits and emits it. Returns true when the sequence ended. */
@@ -330,7 +370,7 @@ export class Scheduler {
       text = seq.stop.push(seq.text.push(token));
       if (seq.stop.matched !== undefined) reason = FinishReason.STOP;
     }
-    if (reason === undefined && (seq.generated >= p.maxNewTokens || seq.cache!.length >= this.decoder.shape.maxPositions)) reason = FinishReason.LENGTH;
+    if (reason === undefined && (seq.generated >= p.maxNewTokens || seq.cache!.length >= this.shape.maxPositions)) reason = FinishReason.LENGTH;
     if (reason === undefined) {
       seq.out.push({ text, tokenIds: [token], logprobs });
       return false;
@@ -393,7 +433,7 @@ export class Scheduler {
   private releaseSequence(seq: Sequence): void {
     seq.queueSpan?.end();
     if (seq.onAbort) seq.request.signal.removeEventListener('abort', seq.onAbort);
-    if (seq.cache) this.decoder.release(seq.cache);
+    if (seq.cache) this.decoders[seq.lane]!.release(seq.cache);
     if (seq.reserved) {
       seq.reserved = false;
       this.kvReserved -= seq.reserve;
