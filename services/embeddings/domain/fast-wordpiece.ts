@@ -92,19 +92,20 @@ export class FastWordPiece {
 
   /** The tokens of text (no special tokens), or undefined when the library must do it. */
   tokenize(text: string): string[] | undefined {
-    const words = this.words(text);
-    if (!words) return undefined;
-    const out: string[] = [];
-    for (const w of words) for (const t of w.tokens) out.push(t);
-    return out;
+    return this.joined(text, (p) => p.tokens);
   }
 
   /** The ids of tokenize's tokens, or undefined when the library must do it. */
   ids(text: string): number[] | undefined {
+    return this.joined(text, (p) => p.ids);
+  }
+
+  /** One field of every word's pieces, end to end. */
+  private joined<T>(text: string, field: (p: Pieces) => T[]): T[] | undefined {
     const words = this.words(text);
     if (!words) return undefined;
-    const out: number[] = [];
-    for (const w of words) for (const id of w.ids) out.push(id);
+    const out: T[] = [];
+    for (const w of words) for (const x of field(w)) out.push(x);
     return out;
   }
 
