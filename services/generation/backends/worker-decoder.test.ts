@@ -1,8 +1,12 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../runtime/config.js';
 import { UnavailableError } from '../../runtime/errors.js';
+import { silentLogger } from '../../runtime/logger.js';
+import { engineLimits, spec } from '../config.js';
+import type { GenerationModel } from '../domain/engine.js';
 import { buildTiny } from '../testing/model-folder.js';
-import { laneCount } from './model-loader.js';
+import { laneCount, loadGenerationModel } from './model-loader.js';
 import { OnnxDecoder } from './onnx-decoder.js';
 import { WorkerDecoder } from './worker-decoder.js';
 
@@ -82,6 +86,33 @@ describe('a decode lane on a worker thread', () => {
     const closing = await WorkerDecoder.create({ model, settings: SESSION, hints: HINTS });
     await closing.close();
     await expect(closing.prefill([1])).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
+describe('a model with two lanes', () => {
+  /** The tokens of one greedy request, run to its end. */
+  async function tokens(model: GenerationModel, prompt: string): Promise<number[]> {
+    const prepared = model.prepare({ prompt }, { temperature: 0, maxNewTokens: 8, ignoreEos: true });
+    const out: number[] = [];
+    for await (const c of model.generate(prepared, new AbortController().signal)) out.push(...c.tokenIds);
+    return out;
+  }
+
+  it('stops placing sequences on a lane whose worker died, and serves every request on the lanes left', async () => {
+    const dir = join(model, '..');
+    const loaded = await loadGenerationModel(dir, { session: SESSION, decodeLanes: 2, limits: engineLimits(loadConfig(spec, {})), log: silentLogger, name: 'tiny', version: 1 });
+    try {
+      const prompts = ['Hello there', 'The quick brown fox', 'A', 'One two three'];
+      const alone = [];
+      for (const p of prompts) alone.push(await tokens(loaded.model, p));
+      expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
+      expect(loaded.model.stats()).toMatchObject({ lanes: 2, mostLanesInStep: 2 });
+      const worker = (loaded.model as unknown as { decoders: { worker?: { terminate(): Promise<number> } }[] }).decoders[1]!.worker!;
+      await worker.terminate();
+      expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
+    } finally {
+      await loaded.model.close();
+    }
   });
 });
 

@@ -70,6 +70,10 @@ export class WorkerDecoder implements Decoder {
     worker.on('exit', (code) => stop(`worker exited with code ${code}`));
   }
 
+  get usable(): boolean {
+    return this.stopped === undefined;
+  }
+
   /** Starts the worker and its session; rejects with the worker's reason when the model cannot be loaded. */
   static async create(init: LaneInit): Promise<WorkerDecoder> {
     const worker = startWorker(new URL('./decoder-worker.js', import.meta.url), init);

@@ -272,13 +272,16 @@ export class Scheduler {
     }
   }
 
-  /** The lane with the fewest running sequences (the first of equals, so one sequence alone runs on this thread). */
+  /**
+   * The usable lane with the fewest running sequences (the first of equals, so one sequence alone runs on this
+   * thread). Lane 0 runs on this thread and is always taken as usable.
+   */
   private quietestLane(): number {
     if (this.decoders.length === 1) return 0;
     const counts = new Array<number>(this.decoders.length).fill(0);
     for (const s of this.running) counts[s.lane]!++;
     let best = 0;
-    for (let l = 1; l < counts.length; l++) if (counts[l]! < counts[best]!) best = l;
+    for (let l = 1; l < counts.length; l++) if (this.decoders[l]!.usable !== false && counts[l]! < counts[best]!) best = l;
     return best;
   }
 
