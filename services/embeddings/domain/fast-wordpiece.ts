@@ -2,8 +2,9 @@
 // pre-tokenizer and WordPiece, on ASCII text. It gives exactly the tokens @huggingface/tokenizers gives (the
 // tests compare the two on generated and real text) at a fraction of the cost: one pass over the characters
 // instead of several regular expressions and arrays per call, and a cache of words already split into pieces
-// (with their ids, so the model's input needs no vocabulary lookup per token). Anything else — other tokenizer shapes, text with non-ASCII characters or with an added token's text in it —
-// is left to the library (tokenize returns undefined).
+// (with their ids, so the model's input needs no vocabulary lookup per token). Anything else — other tokenizer
+// shapes, text with non-ASCII characters or with an added token's text in it — is left to the library
+// (tokenize and ids return undefined).
 
 interface TokenizerJson {
   normalizer?: { type?: string; clean_text?: boolean; lowercase?: boolean } | null;

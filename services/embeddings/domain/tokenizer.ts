@@ -78,7 +78,7 @@ export class TextTokenizer {
     const pad = typeof config.pad_token === 'string' ? config.pad_token : config.pad_token?.content;
     this.padId = this.vocab.get(pad ?? '[PAD]') ?? this.vocab.get('<pad>') ?? 0;
     this.unkId = this.vocab.get(json.model?.unk_token ?? '[UNK]') ?? 0;
-    this.fast = FastWordPiece.for(tokenizerJson, tokenizerConfig, (token) => this.vocab.get(token) ?? this.unkId);
+    this.fast = FastWordPiece.for(tokenizerJson, tokenizerConfig, (token) => this.idOf(token));
     this.specialCount = this.postProcess([]).tokens.length;
     this.template = this.fast ? this.templateOf() : undefined;
     if (maxLength <= this.specialCount) throw new Error(`maximum length ${maxLength} leaves no room for text after ${this.specialCount} special tokens`);
@@ -89,16 +89,14 @@ export class TextTokenizer {
     const fastIds = this.template && this.fast?.ids(text);
     if (fastIds) return this.frame(fastIds, this.template!, options);
     const { tokens, typeIds, fullLength, truncated } = this.tokens(text, options);
-    const ids = new Array<number>(tokens.length);
-    for (let i = 0; i < tokens.length; i++) ids[i] = this.vocab.get(tokens[i]!) ?? this.unkId;
-    return { ids, typeIds, fullLength, truncated };
+    return { ids: tokens.map((t) => this.idOf(t)), typeIds, fullLength, truncated };
   }
 
   /** Tokens with their ids, for the Tokenize RPC. */
   view(text: string, options: EncodeOptions): { tokens: TokenView[]; truncated: boolean } {
     const { tokens, truncated } = this.tokens(text, options);
     return {
-      tokens: tokens.map((t) => ({ id: this.vocab.get(t) ?? this.unkId, text: t, special: this.specialTokens.has(t) })),
+      tokens: tokens.map((t) => ({ id: this.idOf(t), text: t, special: this.specialTokens.has(t) })),
       truncated,
     };
   }
@@ -108,16 +106,28 @@ export class TextTokenizer {
     return this.textTokens(text).length + this.specialCount;
   }
 
-  private tokens(text: string, options: EncodeOptions): { tokens: string[]; typeIds: number[]; fullLength: number; truncated: boolean } {
-    const special = options.addSpecialTokens ?? true;
-    let tokens = this.textTokens(text);
-    const room = this.maxLength - (special ? this.specialCount : 0);
-    const fullLength = tokens.length + (special ? this.specialCount : 0);
-    const truncated = tokens.length > room;
-    if (truncated && options.truncate) tokens = options.side === 'left' ? tokens.slice(tokens.length - room) : tokens.slice(0, room);
-    if (!special) return { tokens, typeIds: new Array<number>(tokens.length).fill(0), fullLength, truncated };
+  private tokens(text: string, options: EncodeOptions): { tokens: string[]; typeIds: readonly number[]; fullLength: number; truncated: boolean } {
+    const { kept: tokens, special, fullLength, truncated } = this.cut(this.textTokens(text), options);
+    if (!special) return { tokens, typeIds: zeros(tokens.length), fullLength, truncated };
     const out = this.postProcess(tokens);
-    return { tokens: out.tokens, typeIds: out.token_type_ids ?? new Array<number>(out.tokens.length).fill(0), fullLength, truncated };
+    return { tokens: out.tokens, typeIds: out.token_type_ids ?? zeros(out.tokens.length), fullLength, truncated };
+  }
+
+  /**
+   * The text's tokens (or ids) cut to the room the maximum length leaves next to the special tokens, when the
+   * options say to truncate; fullLength and truncated count the special tokens too.
+   */
+  private cut<T>(text: T[], options: EncodeOptions): { kept: T[]; special: boolean; fullLength: number; truncated: boolean } {
+    const special = options.addSpecialTokens ?? true;
+    const room = this.maxLength - (special ? this.specialCount : 0);
+    const truncated = text.length > room;
+    let kept = text;
+    if (truncated && options.truncate) kept = options.side === 'left' ? text.slice(text.length - room) : text.slice(0, room);
+    return { kept, special, fullLength: text.length + (special ? this.specialCount : 0), truncated };
+  }
+
+  private idOf(token: string): number {
+    return this.vocab.get(token) ?? this.unkId;
   }
 
   /** The text's tokens, without special tokens. */
@@ -136,12 +146,7 @@ export class TextTokenizer {
 
   /** Truncates the text's ids and adds the template's special tokens, as tokens() does with strings. */
   private frame(text: number[], template: Template, options: EncodeOptions): Encoded {
-    const special = options.addSpecialTokens ?? true;
-    const room = this.maxLength - (special ? this.specialCount : 0);
-    const fullLength = text.length + (special ? this.specialCount : 0);
-    const truncated = text.length > room;
-    let kept = text;
-    if (truncated && options.truncate) kept = options.side === 'left' ? text.slice(text.length - room) : text.slice(0, room);
+    const { kept, special, fullLength, truncated } = this.cut(text, options);
     if (!special) return { ids: kept, typeIds: zeros(kept.length), fullLength, truncated };
     const ids = template.prefixIds.length + template.suffixIds.length === 0 ? kept : [...template.prefixIds, ...kept, ...template.suffixIds];
     const typeIds = template.allZero
@@ -171,10 +176,9 @@ export class TextTokenizer {
     if (!same(two.tokens, [...prefix, '\u0001b', '\u0001c', ...suffix])) return undefined;
     if (!same(two.types, [...one.types.slice(0, at), textType, textType, ...one.types.slice(at + 1)])) return undefined;
     if (prefix.length + suffix.length !== this.specialCount) return undefined;
-    const ids = (tokens: string[]) => tokens.map((t) => this.vocab.get(t) ?? this.unkId);
     return {
-      prefixIds: ids(prefix),
-      suffixIds: ids(suffix),
+      prefixIds: prefix.map((t) => this.idOf(t)),
+      suffixIds: suffix.map((t) => this.idOf(t)),
       prefixTypes: one.types.slice(0, at),
       suffixTypes: one.types.slice(at + 1),
       textType,
