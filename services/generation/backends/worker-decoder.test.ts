@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config.js';
@@ -75,8 +76,11 @@ describe('a decode lane on a worker thread', () => {
   it('fails the calls in flight with UNAVAILABLE when its worker dies, and every later call too', async () => {
     const dying = await WorkerDecoder.create({ model, settings: SESSION, hints: HINTS });
     const { cache } = await dying.prefill([1, 2, 3]);
+    // The step goes to a worker already being stopped, so it is in flight when the worker exits whatever the
+    // timing (posted before terminate(), a fast step could be answered first on a busy machine).
+    const ending = (dying as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
     const step = dying.decode([{ cache, token: 4 }]);
-    await (dying as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await ending;
     await expect(step).rejects.toBeInstanceOf(UnavailableError);
     await expect(dying.prefill([1])).rejects.toThrow(/decode lane of this model stopped \(worker exited/);
     await dying.close();
@@ -120,8 +124,6 @@ describe('laneCount', () => {
   it('takes a set count as it is, and for 0 one lane per core (at most 4) on cpu, one on other providers', () => {
     expect(laneCount(3, 'cuda')).toBe(3);
     expect(laneCount(0, 'cuda')).toBe(1);
-    const auto = laneCount(0, 'cpu');
-    expect(auto).toBeGreaterThanOrEqual(1);
-    expect(auto).toBeLessThanOrEqual(4);
+    expect(laneCount(0, 'cpu')).toBe(Math.min(4, availableParallelism()));
   });
 });
