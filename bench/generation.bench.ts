@@ -159,8 +159,7 @@ async function throughput(client: GenerationServiceClient, pid: number, n: numbe
  */
 async function ceilingRows(syntheticDir: string): Promise<BenchResult[]> {
   const rows: BenchResult[] = [];
-  // What batching can give at all: the decoder alone in this process (no RPC, no sampling), one intra-op
-  // thread like the service, a step of 16 rows against a step of 1, per token.
+  // One intra-op thread like the service, a step of 16 rows against a step of 1, per token.
   for (const [label, dir] of [
     ['default', TRAINED_GPT2_MINI_DIR],
     ['synthetic twin', syntheticDir],

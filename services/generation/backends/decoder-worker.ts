@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { SequenceCache } from '../domain/decoder.js';
 import { OnnxDecoder } from './onnx-decoder.js';
-import type { LaneInit, LaneReply, LaneRequest } from './worker-decoder.js';
+import type { LaneInit, LaneMessage, LaneReply, LaneRequest } from './worker-decoder.js';
 
 const port = parentPort!;
 const init = (workerData as { data: LaneInit }).data;
@@ -20,15 +20,15 @@ port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder
 
 const caches = new Map<number, SequenceCache>();
 let nextId = 1;
-let shared = new SharedArrayBuffer(0);
-let view = new Float32Array(shared);
+/** The logits buffer both threads view. */
+let view = new Float32Array(new SharedArrayBuffer(0));
 
 /** Copies logits into the shared buffer, growing it when needed (the reply then carries the new one). */
 function share(logits: Float32Array): SharedArrayBuffer | undefined {
   let grown: SharedArrayBuffer | undefined;
   if (view.length < logits.length) {
-    grown = shared = new SharedArrayBuffer(Math.max(logits.length, view.length * 2) * 4);
-    view = new Float32Array(shared);
+    grown = new SharedArrayBuffer(Math.max(logits.length, view.length * 2) * 4);
+    view = new Float32Array(grown);
   }
   view.set(logits);
   return grown;
@@ -59,7 +59,7 @@ async function handle(m: LaneRequest): Promise<LaneReply> {
 
 // One message at a time, in order (the decoder is not reentrant; a release waits for the step before it).
 let chain = Promise.resolve();
-port.on('message', (m: LaneRequest | { op: 'release'; id: number }) => {
+port.on('message', (m: LaneMessage) => {
   chain = chain.then(async () => {
     if (m.op === 'release') {
       const cache = caches.get(m.id);

@@ -17,10 +17,11 @@ export interface LaneInit {
   hints: DecoderConfigHints;
 }
 
-export type LaneRequest =
-  | { op: 'prefill'; seq: number; tokens: number[] }
-  | { op: 'decode'; seq: number; ids: number[]; tokens: number[] }
-  | { op: 'close'; seq: number };
+/** A call to the worker; its reply carries the same seq. */
+type LaneCall = { op: 'prefill'; tokens: number[] } | { op: 'decode'; ids: number[]; tokens: number[] } | { op: 'close' };
+export type LaneRequest = LaneCall & { seq: number };
+/** Every message the worker takes: calls, and releases, which have no reply. */
+export type LaneMessage = LaneRequest | { op: 'release'; id: number };
 
 export interface LaneReply {
   seq: number;
@@ -109,7 +110,7 @@ export class WorkerDecoder implements Decoder {
     const c = cache as RemoteCache;
     if (c.released || this.stopped) return;
     c.released = true;
-    this.worker.postMessage({ op: 'release', id: c.id });
+    this.worker.postMessage({ op: 'release', id: c.id } satisfies LaneMessage);
   }
 
   async close(): Promise<void> {
@@ -122,12 +123,12 @@ export class WorkerDecoder implements Decoder {
     }
   }
 
-  private call(request: { op: 'prefill'; tokens: number[] } | { op: 'decode'; ids: number[]; tokens: number[] } | { op: 'close' }): Promise<LaneReply> {
+  private call(request: LaneCall): Promise<LaneReply> {
     if (this.stopped) return Promise.reject(new UnavailableError(`a decode lane of this model stopped (${this.stopped}); retry`, 100));
     const seq = this.nextSeq++;
     return new Promise<LaneReply>((resolve, reject) => {
       this.pending.set(seq, { resolve, reject });
-      this.worker.postMessage({ ...request, seq } as LaneRequest);
+      this.worker.postMessage({ ...request, seq } satisfies LaneRequest);
     });
   }
 }

@@ -3,7 +3,7 @@
 // field), tokenized, and queued; output comes back as chunks.
 import { InvalidArgumentError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { Decoder } from './decoder.js';
+import type { Decoder, DecoderShape } from './decoder.js';
 import { checkParameters, type ParameterLimits, type RawParameters, type SamplingParameters } from './params.js';
 import { Scheduler, type EngineMetrics } from './scheduler.js';
 import type { ChatMessage, TextTokenizer } from './tokenizer.js';
@@ -47,7 +47,6 @@ const ROLE = /^[a-z][a-z0-9_-]{0,31}$/;
 
 export class GenerationModel {
   private readonly scheduler: Scheduler;
-  private readonly decoder: Decoder;
 
   /** decoders: one or more lanes of the same model (see Scheduler); the first runs on this thread. */
   constructor(
@@ -56,7 +55,6 @@ export class GenerationModel {
     private readonly limits: EngineLimits,
     private readonly labels: { model: string; version: number; log: Logger; metrics?: EngineMetrics; notes?: Record<string, string> },
   ) {
-    this.decoder = decoders[0]!;
     this.scheduler = new Scheduler(decoders, tokenizer, {
       maxBatchSize: limits.maxBatchSize,
       maxKvTokens: limits.maxKvTokens,
@@ -69,8 +67,13 @@ export class GenerationModel {
     });
   }
 
+  /** The model's shape (every lane's is the same). */
+  private get shape(): DecoderShape {
+    return this.decoders[0]!.shape;
+  }
+
   describe(): ModelDescription {
-    const s = this.decoder.shape;
+    const s = this.shape;
     return {
       vocabSize: s.vocabSize,
       maxPositions: s.maxPositions,
@@ -112,11 +115,11 @@ export class GenerationModel {
     const promptTokens = this.tokenizer.encode(text);
     const field = input.messages && input.messages.length > 0 ? 'messages' : 'prompt';
     if (promptTokens.length === 0) throw InvalidArgumentError.field(field, 'has no tokens');
-    const room = Math.min(this.decoder.shape.maxPositions, this.limits.maxKvTokens);
+    const room = Math.min(this.shape.maxPositions, this.limits.maxKvTokens);
     if (promptTokens.length >= room) {
       throw InvalidArgumentError.field(field, `is ${promptTokens.length} tokens; the model holds at most ${room} tokens of prompt and output together`);
     }
-    const params = checkParameters(raw, this.limits, this.decoder.shape.vocabSize);
+    const params = checkParameters(raw, this.limits, this.shape.vocabSize);
     if (raw.maxNewTokens === undefined) params.maxNewTokens = Math.min(params.maxNewTokens, room - promptTokens.length);
     else if (promptTokens.length + params.maxNewTokens > room) {
       throw InvalidArgumentError.field(
