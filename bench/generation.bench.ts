@@ -16,7 +16,7 @@
 // then 16, repeated) and ratios taken per pair; each throughput is also given per CPU-second of the service
 // process (utime + stime from /proc), which other processes' load does not inflate.
 import { setMaxListeners } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { launch, type Launched } from '../cli/launch.js';
@@ -229,8 +229,8 @@ function cpuSeconds(pid: number): number {
 
 /**
  * Time per token of one stream around positions 10 and 500 (prompt of 5 tokens): the median gap between
- * arrivals, and the service's main-thread CPU per token over the same windows (/proc/<pid>/schedstat, in ns;
- * onnxruntime runs on that thread with one intra-op thread).
+ * arrivals, and the service's CPU per token over the same windows (all its threads: the decode lanes' and
+ * the main thread's).
  */
 async function timePerTokenByPosition(
   client: GenerationServiceClient,
@@ -245,7 +245,7 @@ async function timePerTokenByPosition(
     if (m.tokenIds.length === 0) continue;
     arrivals.push(performance.now());
     const k = arrivals.length - 1;
-    if (k === windows.early[0] - 1 || k === windows.early[1] - 1 || k === windows.late[0] - 1 || k === windows.late[1] - 1) marks.set(k + 1, threadCpuMs(pid));
+    if (k === windows.early[0] - 1 || k === windows.early[1] - 1 || k === windows.late[0] - 1 || k === windows.late[1] - 1) marks.set(k + 1, processCpuMs(pid));
   }
   // arrivals[k] is token k (position 5 + k); gap k = token k - token k-1.
   const gaps = (from: number, to: number) => median(Array.from({ length: to - from }, (_, i) => arrivals[from + i]! - arrivals[from + i - 1]!));
@@ -253,9 +253,17 @@ async function timePerTokenByPosition(
   return { early: gaps(...windows.early), late: gaps(...windows.late), earlyCpu: cpu(windows.early), lateCpu: cpu(windows.late) };
 }
 
-/** CPU time of a process's main thread in ms (/proc/<pid>/schedstat: nanoseconds on the CPU). */
-function threadCpuMs(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+/** CPU time of a process in ms, all its threads (/proc/<pid>/task/<tid>/schedstat: nanoseconds on the CPU). */
+function processCpuMs(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return ns / 1e6;
 }
 
 async function ttftSamples(client: GenerationServiceClient, n: number): Promise<number[]> {

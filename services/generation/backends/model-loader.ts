@@ -13,9 +13,9 @@ import type { Loaded, LocalVersion, ModelLoader, TensorSignature } from '../../r
 import { GenerationModel, type EngineLimits } from '../domain/engine.js';
 import type { EngineMetrics } from '../domain/scheduler.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
-import type { Decoder } from '../domain/decoder.js';
+import { LaneLoop, type Lane } from '../domain/lane.js';
 import { OnnxDecoder, type DecoderConfigHints } from './onnx-decoder.js';
-import { WorkerDecoder } from './worker-decoder.js';
+import { WorkerLane } from './worker-lane.js';
 
 const GRAPH_NAMES = ['model.onnx', 'decoder_model_merged.onnx', 'onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
@@ -57,17 +57,24 @@ export async function loadGenerationModel(
   const tokenizerConfig = await readJson(dir, 'tokenizer_config.json');
   const tokenizerJson = await readJson(dir, 'tokenizer.json');
   const hints = configHints(config, tokenizerConfig);
+  // A decoder on this thread checks the graph and finds the execution provider. It is the only lane when
+  // there is one; with several, every lane runs on a worker thread (with the provider found), so that this
+  // thread's work for the callers (detokenizing, stop strings, streaming) never waits behind a step.
   const decoder = await OnnxDecoder.create(join(dir, graph), options.session, hints, options.log);
-  const lanes: Decoder[] = [decoder];
+  const { executionProvider, shape } = decoder;
+  const count = laneCount(options.decodeLanes ?? 1, executionProvider);
+  const lanes: Lane[] = [];
   try {
-    // The first lane has checked the graph; the others load it on worker threads with the provider it got.
-    const count = laneCount(options.decodeLanes ?? 1, decoder.executionProvider);
-    for (let i = 1; i < count; i++) {
-      lanes.push(await WorkerDecoder.create({ model: join(dir, graph), settings: { ...options.session, executionProviders: [decoder.executionProvider] }, hints }));
-    }
-    if (count > 1) options.log.info({ model: options.name, version: options.version, lanes: count }, 'decode lanes');
     const eos = idList(generationConfig.eos_token_id ?? config.eos_token_id);
-    const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfig, eos, decoder.shape.vocabSize);
+    const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfig, eos, shape.vocabSize);
+    const laneOptions = { eosIds: [...tokenizer.eosIds], maxLogprobs: options.limits.maxLogprobs };
+    if (count === 1) lanes.push(new LaneLoop(decoder, laneOptions));
+    else {
+      await decoder.close();
+      const init = { model: join(dir, graph), settings: { ...options.session, executionProviders: [executionProvider] }, hints, options: laneOptions };
+      for (let i = 0; i < count; i++) lanes.push(await WorkerLane.create(init));
+      options.log.info({ model: options.name, version: options.version, lanes: count }, 'decode lanes on worker threads');
+    }
     const notes: Record<string, string> = {};
     for (const [k, v] of Object.entries(config)) if (k.startsWith('maas_') && (typeof v === 'string' || typeof v === 'number')) notes[k] = String(v);
     const model = new GenerationModel(lanes, tokenizer, options.limits, {
@@ -79,9 +86,9 @@ export async function loadGenerationModel(
     });
     // Every lane holds its own copy of the weights.
     const bytes = (await stat(join(dir, graph))).size * lanes.length;
-    return { model, bytes, executionProvider: decoder.executionProvider };
+    return { model, bytes, executionProvider };
   } catch (err) {
-    await Promise.all(lanes.map((d) => d.close().catch(() => undefined)));
+    await Promise.all([decoder, ...lanes].map((d) => d.close().catch(() => undefined)));
     throw err;
   }
 }

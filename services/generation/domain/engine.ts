@@ -3,7 +3,8 @@
 // field), tokenized, and queued; output comes back as chunks.
 import { InvalidArgumentError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { Decoder, DecoderShape } from './decoder.js';
+import type { DecoderShape } from './decoder.js';
+import type { Lane } from './lane.js';
 import { checkParameters, type ParameterLimits, type RawParameters, type SamplingParameters } from './params.js';
 import { Scheduler, type EngineMetrics } from './scheduler.js';
 import type { ChatMessage, TextTokenizer } from './tokenizer.js';
@@ -48,18 +49,17 @@ const ROLE = /^[a-z][a-z0-9_-]{0,31}$/;
 export class GenerationModel {
   private readonly scheduler: Scheduler;
 
-  /** decoders: one or more lanes of the same model (see Scheduler); the first runs on this thread. */
+  /** lanes: one or more lanes of the same model (see Scheduler). */
   constructor(
-    private readonly decoders: readonly Decoder[],
+    private readonly lanes: readonly Lane[],
     readonly tokenizer: TextTokenizer,
     private readonly limits: EngineLimits,
     private readonly labels: { model: string; version: number; log: Logger; metrics?: EngineMetrics; notes?: Record<string, string> },
   ) {
-    this.scheduler = new Scheduler(decoders, tokenizer, {
+    this.scheduler = new Scheduler(lanes, tokenizer, {
       maxBatchSize: limits.maxBatchSize,
       maxKvTokens: limits.maxKvTokens,
       maxQueue: limits.maxQueue,
-      maxLogprobs: limits.maxLogprobs,
       model: labels.model,
       version: labels.version,
       log: labels.log,
@@ -69,7 +69,7 @@ export class GenerationModel {
 
   /** The model's shape (every lane's is the same). */
   private get shape(): DecoderShape {
-    return this.decoders[0]!.shape;
+    return this.lanes[0]!.shape;
   }
 
   describe(): ModelDescription {
@@ -137,6 +137,6 @@ export class GenerationModel {
 
   async close(): Promise<void> {
     await this.scheduler.close();
-    await Promise.all(this.decoders.map((d) => d.close()));
+    await Promise.all(this.lanes.map((l) => l.close()));
   }
 }

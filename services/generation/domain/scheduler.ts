@@ -1,24 +1,22 @@
-// Continuous batching for one loaded model: one loop owns the waiting queue and the running batch.
-// Each turn it drops cancelled sequences, admits waiting ones while the batch has room (by count and by
-// reserved key/value tokens) — prefilling each alone — then runs one decode step for the whole batch and
-// samples every row. Finished sequences leave at once; new ones join at the next step boundary.
+// Continuous batching for one loaded model, on the main thread. Requests wait in one bounded queue; a sequence
+// is admitted while the batch has room (by count and by reserved key/value tokens) and placed on the lane
+// holding the fewest sequences, where it stays. Lanes (domain/lane.ts) prefill, step and sample on their own;
+// this side turns each sampled token into text, matches stop strings, streams chunks to the caller, keeps
+// the timings, metrics and spans, and asks a lane to drop a sequence that a stop string ended or whose caller
+// went away. A sequence holds its place in the batch until its lane reports it gone; then the next waiting
+// one is admitted.
 //
-// Lanes: the model may have several decoders (one on the main thread, the others on worker threads, each
-// with its own session). A sequence is placed on the lane with the fewest running sequences when it is
-// admitted and stays there; a step runs every lane's rows at the same time, so a batch uses several cores.
-//
-// Cancellation: a request's AbortSignal marks its sequence; the loop removes it before the next step (a step
-// already running finishes, its row is discarded). The waiting queue is bounded: a full queue rejects at once
-// with OverloadedError and a retry hint taken from the batch's progress.
+// Cancellation: a request's AbortSignal ends its stream at once (finish reason cancelled) and asks its lane
+// to drop it, which happens before the lane's next step. The waiting queue is bounded: a full queue rejects
+// at once with OverloadedError and a retry hint taken from the batch's progress.
 import { context, trace, type Context, type Span } from '@opentelemetry/api';
 import { abortReason, OverloadedError, UnavailableError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
 import { ChunkQueue, type Mergeable } from './chunk-queue.js';
-import type { Decoder, DecoderShape, SequenceCache } from './decoder.js';
+import type { DecoderShape } from './decoder.js';
+import type { Lane, LaneEvent, SampledToken } from './lane.js';
 import type { SamplingParameters } from './params.js';
-import { Prng } from './prng.js';
-import { needsPenalties, PenaltyState, Sampler } from './sampler.js';
 import { StopMatcher } from './stop-matcher.js';
 import type { TextStream } from './text-stream.js';
 import { FinishReason, type EngineStats, type GenerationChunk, type TokenLogprob } from './types.js';
@@ -30,8 +28,6 @@ export interface SchedulerOptions {
   maxKvTokens: number;
   /** Requests that may wait for a place in the batch; more are rejected with OverloadedError. */
   maxQueue: number;
-  /** Largest top-n for log probabilities (sizes the sampler's buffers). */
-  maxLogprobs: number;
   /** Span and log labels. */
   model: string;
   version: number;
@@ -53,7 +49,6 @@ export interface EngineMetrics {
 
 /** What the tokenizer contributes per sequence. */
 export interface TokenText {
-  eosIds: ReadonlySet<number>;
   textStream(): TextStream;
   tokenText(id: number): string;
 }
@@ -72,22 +67,19 @@ const merge: Mergeable<GenerationChunk> = {
 };
 
 class Sequence {
-  cache: SequenceCache | undefined;
-  /** The decoder (lane) holding its cache. */
-  lane = 0;
-  lastToken = 0;
+  /** The lane it was placed on, or -1 while it waits. */
+  lane = -1;
   generated = 0;
   stepsRun = 0;
   admittedAt = 0;
   firstTokenAt = 0;
   lastTokenAt = 0;
   inferenceMs = 0;
-  cancelledAtStep = -1;
+  /** Its stream has ended (the lane may still hold its row until it reports it gone). */
   done = false;
-  /** Holds `reserve` tokens of the key/value budget (from admission until it ends). */
+  cancelled = false;
+  /** Holds `reserve` tokens of the key/value budget (from admission until its lane lets it go). */
   reserved = false;
-  readonly rng: Prng;
-  readonly penalties: PenaltyState | undefined;
   readonly text: TextStream;
   readonly stop: StopMatcher;
   readonly out = new ChunkQueue<GenerationChunk>(merge);
@@ -101,60 +93,64 @@ class Sequence {
   onAbort: (() => void) | undefined;
 
   constructor(
+    readonly id: number,
     readonly request: SequenceRequest,
     readonly arrivedAt: number,
     tokens: TokenText,
-    vocabSize: number,
   ) {
-    const p = request.params;
-    this.rng = new Prng(p.seed);
-    this.penalties = needsPenalties(p) ? new PenaltyState(vocabSize, request.promptTokens.length + p.maxNewTokens) : undefined;
-    this.penalties?.addPrompt(request.promptTokens);
     this.text = tokens.textStream();
-    this.stop = new StopMatcher(p.stop);
-    this.reserve = request.promptTokens.length + p.maxNewTokens;
+    this.stop = new StopMatcher(request.params.stop);
+    this.reserve = request.promptTokens.length + request.params.maxNewTokens;
     this.parent = context.active();
   }
 }
 
+/** This side's view of a lane: the sequences on it (until it reports them gone) and its step times. */
+class LaneSlot {
+  readonly members = new Map<number, Sequence>();
+  steps = 0;
+  stepMsAverage = 0;
+  constructor(readonly lane: Lane) {}
+}
+
 export class Scheduler {
   private readonly waiting: Sequence[] = [];
-  private running: Sequence[] = [];
-  private readonly sampler: Sampler;
+  private readonly slots: LaneSlot[];
+  private nextId = 1;
+  private running = 0;
   private kvReserved = 0;
-  private steps = 0;
   private largestBatch = 0;
   private mostLanesInStep = 0;
-  private stepMsAverage = 0;
   private cancelledCount = 0;
   private maxStepsAfterCancel = 0;
-  private wake: (() => void) | undefined;
   private closed = false;
-  private readonly loopDone: Promise<void>;
   private readonly shape: DecoderShape;
 
-  /** decoders: the lanes, all of the same model (the first on this thread, for one sequence alone). */
+  /** lanes: the model's lanes, all of the same model; a sequence alone runs on the first. */
   constructor(
-    private readonly decoders: readonly Decoder[],
+    lanes: readonly Lane[],
     private readonly tokens: TokenText,
     private readonly options: SchedulerOptions,
   ) {
-    if (decoders.length === 0) throw new Error('a scheduler needs at least one decoder');
-    this.shape = decoders[0]!.shape;
-    this.sampler = new Sampler(this.shape.vocabSize, options.maxLogprobs);
-    this.loopDone = this.loop().catch((err) => options.log.error({ err }, 'generation loop stopped'));
+    if (lanes.length === 0) throw new Error('a scheduler needs at least one lane');
+    this.shape = lanes[0]!.shape;
+    this.slots = lanes.map((lane, i) => {
+      const slot = new LaneSlot(lane);
+      lane.listen((event) => this.onLaneEvent(i, event));
+      return slot;
+    });
   }
 
   stats(): EngineStats {
     return {
-      running: this.running.length,
+      running: this.running,
       waiting: this.waiting.length,
-      steps: this.steps,
+      steps: this.slots.reduce((n, s) => n + s.steps, 0),
       largestBatch: this.largestBatch,
       kvTokensReserved: this.kvReserved,
       cancelled: this.cancelledCount,
       maxStepsAfterCancel: this.maxStepsAfterCancel,
-      lanes: this.decoders.length,
+      lanes: this.slots.length,
       mostLanesInStep: this.mostLanesInStep,
     };
   }
@@ -169,181 +165,138 @@ export class Scheduler {
     if (this.waiting.length >= this.options.maxQueue) {
       this.options.metrics?.rejected();
       throw new OverloadedError(
-        `the generation queue of model "${this.options.model}" is full (${this.options.maxQueue} waiting, ${this.running.length} running); retry later`,
+        `the generation queue of model "${this.options.model}" is full (${this.options.maxQueue} waiting, ${this.running} running); retry later`,
         this.retryHintMs(),
-        { metadata: { model: this.options.model, waiting: String(this.waiting.length), running: String(this.running.length) } },
+        { metadata: { model: this.options.model, waiting: String(this.waiting.length), running: String(this.running) } },
       );
     }
-    const seq = new Sequence(request, request.arrivedAt ?? performance.now(), this.tokens, this.shape.vocabSize);
+    const seq = new Sequence(this.nextId++, request, request.arrivedAt ?? performance.now(), this.tokens);
     seq.queueSpan = tracer().startSpan('generation.queue', { attributes: { [Attr.model]: this.options.model, [Attr.modelVersion]: this.options.version, 'maas.queue_depth': this.waiting.length } }, seq.parent);
     seq.onAbort = () => {
       if (seq.done) return;
       const i = this.waiting.indexOf(seq);
-      if (i >= 0) {
-        // Still waiting: leave the queue now.
-        this.waiting.splice(i, 1);
-        this.end(seq, FinishReason.CANCELLED);
-      } else if (seq.cancelledAtStep < 0) seq.cancelledAtStep = this.steps;
-      this.notify();
+      if (i >= 0) this.waiting.splice(i, 1);
+      this.end(seq, FinishReason.CANCELLED);
     };
     request.signal.addEventListener('abort', seq.onAbort, { once: true });
     this.waiting.push(seq);
-    this.notify();
+    this.admit();
     return seq.out;
   }
 
-  /** Stops the loop: waiting and running sequences end with UnavailableError. */
+  /** Stops admitting: waiting and running sequences end with UnavailableError (the lanes are closed after). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.notify();
-    await this.loopDone;
     const err = new UnavailableError('the model was unloaded while the request ran; retry', 100);
-    for (const seq of [...this.waiting, ...this.running]) this.fail(seq, err);
+    for (const seq of [...this.waiting, ...this.slots.flatMap((s) => [...s.members.values()])]) this.fail(seq, err);
     this.waiting.length = 0;
-    this.running = [];
   }
 
-  private async loop(): Promise<void> {
-    while (!this.closed) {
-      this.dropCancelled();
-      await this.admit();
-      this.dropCancelled();
-      if (this.running.length > 0) await this.step();
-      else if (this.waiting.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
-      // Let the event loop deliver chunks, cancellations and new requests between steps.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-  }
-
-  private notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-
-  private dropCancelled(): void {
-    if (!this.running.some((s) => s.request.signal.aborted)) return;
-    this.running = this.running.filter((s) => {
-      if (!s.request.signal.aborted) return true;
-      this.end(s, FinishReason.CANCELLED);
-      return false;
-    });
-  }
-
-  private async admit(): Promise<void> {
-    while (this.waiting.length > 0 && this.running.length < this.options.maxBatchSize && !this.closed) {
+  /** Moves waiting sequences into the batch while it has room, each onto the quietest lane. */
+  private admit(): void {
+    while (this.waiting.length > 0 && !this.closed) {
+      if (this.running >= this.options.maxBatchSize) return;
       const seq = this.waiting[0]!;
-      if (this.running.length > 0 && this.kvReserved + seq.reserve > this.options.maxKvTokens) return;
+      if (this.running > 0 && this.kvReserved + seq.reserve > this.options.maxKvTokens) return;
       this.waiting.shift();
-      seq.lane = this.quietestLane();
+      const index = this.quietestLane();
+      const slot = this.slots[index]!;
+      seq.lane = index;
+      slot.members.set(seq.id, seq);
+      this.running++;
       this.kvReserved += seq.reserve;
       seq.reserved = true;
       seq.admittedAt = performance.now();
       this.options.metrics?.queueTime(seq.admittedAt - seq.arrivedAt);
       seq.queueSpan?.end();
-      const span = tracer().startSpan(
-        'generation.prefill',
-        { attributes: { [Attr.model]: this.options.model, [Attr.modelVersion]: this.options.version, [Attr.inputTokens]: seq.request.promptTokens.length } },
-        seq.parent,
-      );
-      let result;
-      try {
-        result = await this.decoders[seq.lane]!.prefill(seq.request.promptTokens);
-      } catch (err) {
-        span.recordException(err as Error);
-        span.end();
-        this.options.log.error({ err, model: this.options.model }, 'prefill failed');
-        this.fail(seq, err);
-        continue;
-      }
-      const ms = performance.now() - seq.admittedAt;
-      span.end();
-      seq.cache = result.cache;
-      seq.inferenceMs += ms;
-      this.options.metrics?.prefill(ms, seq.request.promptTokens.length);
-      if (seq.request.signal.aborted) {
-        this.end(seq, FinishReason.CANCELLED);
-        continue;
-      }
-      seq.decodeSpan = tracer().startSpan('generation.decode', { attributes: { [Attr.model]: this.options.model, [Attr.modelVersion]: this.options.version } }, seq.parent);
-      this.sampler.chosenLogprob = 0;
-      if (!this.accept(seq, result.logits, result.offset)) this.running.push(seq);
+      slot.lane.join({ id: seq.id, promptTokens: seq.request.promptTokens, params: seq.request.params });
     }
   }
 
-  /**
-   * The usable lane with the fewest running sequences (the first of equals, so one sequence alone runs on this
-   * thread). Lane 0 runs on this thread and is always taken as usable.
-   */
+  /** The usable lane holding the fewest sequences (the first of equals, so one sequence alone runs on the first). */
   private quietestLane(): number {
-    if (this.decoders.length === 1) return 0;
-    const counts = new Array<number>(this.decoders.length).fill(0);
-    for (const s of this.running) counts[s.lane]!++;
-    let best = 0;
-    for (let l = 1; l < counts.length; l++) if (this.decoders[l]!.usable !== false && counts[l]! < counts[best]!) best = l;
-    return best;
-  }
-
-  private async step(): Promise<void> {
-    const batch = this.running;
-    const lanes: Sequence[][] = this.decoders.map(() => []);
-    for (const s of batch) lanes[s.lane]!.push(s);
-    const started = performance.now();
-    const still: Sequence[] = [];
-    // All lanes start before any runs (onnxruntime-node runs this thread's lane on a later turn, and the
-    // worker lanes as soon as their message arrives), and each lane's rows are sampled and emitted as soon as
-    // that lane's step is done, so this thread's work on one lane overlaps the other lanes' steps.
-    const steps: Promise<void>[] = [];
-    for (let l = 0; l < lanes.length; l++) {
-      const rows = lanes[l]!;
-      if (rows.length === 0) continue;
-      steps.push(
-        this.decoders[l]!.decode(rows.map((s) => ({ cache: s.cache!, token: s.lastToken }))).then(
-          (logits) => this.acceptRows(rows, logits, performance.now() - started, batch.length, still),
-          (err: unknown) => {
-            this.options.log.error({ err, model: this.options.model, batch: rows.length, lane: l }, 'decode step failed');
-            for (const s of rows) this.fail(s, err);
-          },
-        ),
-      );
+    let best = -1;
+    for (let i = 0; i < this.slots.length; i++) {
+      const slot = this.slots[i]!;
+      if (slot.lane.usable === false) continue;
+      if (best < 0 || slot.members.size < this.slots[best]!.members.size) best = i;
     }
-    await Promise.all(steps);
-    if (steps.length > this.mostLanesInStep) this.mostLanesInStep = steps.length;
-    const ms = performance.now() - started;
-    this.steps++;
-    if (batch.length > this.largestBatch) this.largestBatch = batch.length;
-    this.stepMsAverage = this.stepMsAverage === 0 ? ms : this.stepMsAverage * 0.9 + ms * 0.1;
-    this.options.metrics?.step(ms, batch.length);
-    this.running = still;
+    // No lane usable: the first takes it, and fails it with its reason.
+    return Math.max(0, best);
   }
 
-  /** Samples and emits one lane's rows after a step of `ms`; the ones still going go to `still`. */
-  private acceptRows(rows: Sequence[], logits: Float32Array, ms: number, batchSize: number, still: Sequence[]): void {
-    const V = this.shape.vocabSize;
-    for (let r = 0; r < rows.length; r++) {
-      const seq = rows[r]!;
-      seq.inferenceMs += ms;
-      seq.stepsRun++;
-      seq.batchSum += batchSize;
-      if (batchSize > seq.maxBatch) seq.maxBatch = batchSize;
-      if (batchSize !== seq.lastBatch) {
-        // One event per change of the batch around this sequence, not one per step.
-        seq.decodeSpan?.addEvent('maas.batch', { [Attr.batchSize]: batchSize, 'maas.decode_step': seq.stepsRun });
-        seq.lastBatch = batchSize;
+  private onLaneEvent(index: number, event: LaneEvent): void {
+    const slot = this.slots[index]!;
+    switch (event.kind) {
+      case 'prefill': {
+        const seq = slot.members.get(event.sampled.id);
+        if (!seq) return;
+        seq.inferenceMs += event.ms;
+        this.options.metrics?.prefill(event.ms, seq.request.promptTokens.length);
+        if (!seq.done) {
+          const now = Date.now();
+          const attributes = { [Attr.model]: this.options.model, [Attr.modelVersion]: this.options.version };
+          tracer()
+            .startSpan('generation.prefill', { startTime: now - event.ms, attributes: { ...attributes, [Attr.inputTokens]: seq.request.promptTokens.length } }, seq.parent)
+            .end(now);
+          seq.decodeSpan = tracer().startSpan('generation.decode', { attributes }, seq.parent);
+        }
+        this.accept(slot, seq, event.sampled);
+        return;
       }
-      if (seq.request.signal.aborted) {
-        this.end(seq, FinishReason.CANCELLED);
-        continue;
+      case 'step': {
+        slot.steps++;
+        slot.stepMsAverage = slot.stepMsAverage === 0 ? event.ms : slot.stepMsAverage * 0.9 + event.ms * 0.1;
+        this.options.metrics?.step(event.ms, event.rows);
+        const batch = this.running;
+        if (batch > this.largestBatch) this.largestBatch = batch;
+        let stepping = 0;
+        for (const s of this.slots) if (s.members.size > 0) stepping++;
+        if (stepping > this.mostLanesInStep) this.mostLanesInStep = stepping;
+        for (const sampled of event.sampled) {
+          const seq = slot.members.get(sampled.id);
+          if (!seq) continue;
+          seq.inferenceMs += event.ms;
+          seq.stepsRun++;
+          seq.batchSum += batch;
+          if (batch > seq.maxBatch) seq.maxBatch = batch;
+          if (batch !== seq.lastBatch && !seq.done) {
+            // One event per change of the batch around this sequence, not one per step.
+            seq.decodeSpan?.addEvent('maas.batch', { [Attr.batchSize]: batch, 'maas.decode_step': seq.stepsRun });
+            seq.lastBatch = batch;
+          }
+          this.accept(slot, seq, sampled);
+        }
+        return;
       }
-      if (!this.accept(seq, logits, r * V)) still.push(seq);
+      case 'left': {
+        const seq = slot.members.get(event.id);
+        if (seq?.cancelled) this.maxStepsAfterCancel = Math.max(this.maxStepsAfterCancel, event.stepsAfter);
+        if (seq) this.gone(slot, seq);
+        return;
+      }
+      case 'failed': {
+        this.options.log.error({ err: event.error, model: this.options.model, lane: index, sequences: event.ids.length }, 'decoding failed');
+        for (const id of event.ids) {
+          const seq = slot.members.get(id);
+          if (!seq) continue;
+          this.fail(seq, event.error);
+          this.gone(slot, seq);
+        }
+        return;
+      }
     }
   }
 
-  /** Samples the next token of `seq` from a row of logits and emits it. Returns true when the sequence ended. */
-  private accept(seq: Sequence, logits: Float32Array, offset: number): boolean {
-    const p = seq.request.params;
-    const token = this.sampler.next(logits, offset, p, seq.rng, seq.penalties);
+  /** A sampled token of `seq`: text, stop strings, the chunk; ends the sequence when it is done. */
+  private accept(slot: LaneSlot, seq: Sequence, sampled: SampledToken): void {
+    if (seq.done) {
+      // Its stream already ended (cancelled, or a stop string matched a step ago): the token is not wanted.
+      if (sampled.finish !== undefined) this.gone(slot, seq);
+      return;
+    }
+    const token = sampled.token;
     const now = performance.now();
     if (seq.generated === 0) {
       seq.firstTokenAt = now;
@@ -352,47 +305,45 @@ export class Scheduler {
     } else this.options.metrics?.interTokenLatency(now - seq.lastTokenAt);
     seq.lastTokenAt = now;
     seq.generated++;
-    seq.lastToken = token;
-    seq.penalties?.addOutput(token);
     this.options.metrics?.outputTokens(1);
 
     let logprobs: TokenLogprob[] = [];
-    if (p.logprobs !== undefined) {
-      const top = [];
-      for (let j = 0; j < this.sampler.topCount; j++) {
-        const id = this.sampler.topIds[j]!;
-        top.push({ tokenId: id, text: this.tokens.tokenText(id), logprob: this.sampler.topLogprobs[j]! });
-      }
-      logprobs = [{ tokenId: token, text: this.tokens.tokenText(token), logprob: this.sampler.chosenLogprob, top }];
+    if (sampled.logprob !== undefined) {
+      const ids = sampled.topIds ?? [];
+      const top = ids.map((id, j) => ({ tokenId: id, text: this.tokens.tokenText(id), logprob: sampled.topLogprobs![j]! }));
+      logprobs = [{ tokenId: token, text: this.tokens.tokenText(token), logprob: sampled.logprob, top }];
     }
 
     let reason: FinishReason | undefined;
     let text = '';
-    if (!p.ignoreEos && this.tokens.eosIds.has(token)) reason = FinishReason.EOS;
+    if (sampled.finish === FinishReason.EOS) reason = FinishReason.EOS;
     else {
       text = seq.stop.push(seq.text.push(token));
-      if (seq.stop.matched !== undefined) reason = FinishReason.STOP;
+      reason = seq.stop.matched !== undefined ? FinishReason.STOP : sampled.finish;
     }
-    if (reason === undefined && (seq.generated >= p.maxNewTokens || seq.cache!.length >= this.shape.maxPositions)) reason = FinishReason.LENGTH;
     if (reason === undefined) {
       seq.out.push({ text, tokenIds: [token], logprobs });
-      return false;
+      return;
     }
     if (reason !== FinishReason.STOP) text += seq.stop.push(seq.text.flush()) + seq.stop.flush();
+    // The lane has let go of a sequence it ended itself; one a stop string ended, end() asks it to drop.
+    if (sampled.finish !== undefined) this.gone(slot, seq);
     this.end(seq, reason, { text, tokenIds: [token], logprobs });
-    return true;
   }
 
-  /** Ends a sequence: final chunk, cache and reservation freed, spans closed. */
+  /**
+   * Ends a sequence's stream: final chunk, spans closed. A lane still holding its row is asked to drop it;
+   * its place in the batch frees when the lane reports it gone.
+   */
   private end(seq: Sequence, reason: FinishReason, last: { text: string; tokenIds: number[]; logprobs: TokenLogprob[] } = { text: '', tokenIds: [], logprobs: [] }): void {
     if (seq.done) return;
     seq.done = true;
-    this.releaseSequence(seq);
+    this.closeSpans(seq);
     const now = performance.now();
-    if (reason === FinishReason.CANCELLED && seq.cancelledAtStep >= 0) {
+    if (reason === FinishReason.CANCELLED) {
       this.cancelledCount++;
-      this.maxStepsAfterCancel = Math.max(this.maxStepsAfterCancel, this.steps - seq.cancelledAtStep);
-    } else if (reason === FinishReason.CANCELLED) this.cancelledCount++;
+      seq.cancelled = true;
+    }
     const decodeMs = seq.lastTokenAt - seq.firstTokenAt;
     const tps = seq.generated > 1 && decodeMs > 0 ? ((seq.generated - 1) * 1000) / decodeMs : undefined;
     this.options.metrics?.finished(reason, tps);
@@ -423,31 +374,38 @@ export class Scheduler {
         },
       },
     });
+    if (seq.lane >= 0 && this.slots[seq.lane]!.members.has(seq.id)) this.slots[seq.lane]!.lane.leave(seq.id);
   }
 
   private fail(seq: Sequence, err: unknown): void {
     if (seq.done) return;
     seq.done = true;
-    this.releaseSequence(seq);
+    this.closeSpans(seq);
     seq.decodeSpan?.end();
     seq.out.fail(err);
   }
 
-  private releaseSequence(seq: Sequence): void {
+  private closeSpans(seq: Sequence): void {
     seq.queueSpan?.end();
     if (seq.onAbort) seq.request.signal.removeEventListener('abort', seq.onAbort);
-    if (seq.cache) this.decoders[seq.lane]!.release(seq.cache);
+  }
+
+  /** The lane no longer holds the sequence: its place in the batch and its key/value budget are free. */
+  private gone(slot: LaneSlot, seq: Sequence): void {
+    if (!slot.members.delete(seq.id)) return;
+    this.running--;
     if (seq.reserved) {
       seq.reserved = false;
       this.kvReserved -= seq.reserve;
     }
+    this.admit();
   }
 
   /** How long until a place in the batch is likely to free up. */
   private retryHintMs(): number {
-    const step = this.stepMsAverage || 20;
+    const step = Math.max(...this.slots.map((s) => s.stepMsAverage)) || 20;
     let soonest = Infinity;
-    for (const s of this.running) soonest = Math.min(soonest, s.request.params.maxNewTokens - s.generated);
+    for (const slot of this.slots) for (const s of slot.members.values()) soonest = Math.min(soonest, s.request.params.maxNewTokens - s.generated);
     const estimate = Number.isFinite(soonest) ? soonest * step : step * 10;
     return Math.min(30_000, Math.max(50, estimate));
   }

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 
 /**
- * entry: the module's URL as the caller sees it, e.g. new URL('./decoder-worker.js', import.meta.url); under
+ * entry: the module's URL as the caller sees it, e.g. new URL('./lane-worker.js', import.meta.url); under
  * TypeScript sources the .ts file of that name is started.
  */
 export function startWorker(entry: URL, data: unknown): Worker {

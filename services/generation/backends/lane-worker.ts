@@ -1,0 +1,42 @@
+// The worker-thread side of a lane (worker-lane.ts): an OnnxDecoder of its own driven by a LaneLoop, which
+// takes joins and leaves as messages (also read at each step boundary, not only between event-loop turns)
+// and posts its events back.
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { FailedPreconditionError } from '../../runtime/errors.js';
+import { LaneLoop } from '../domain/lane.js';
+import { OnnxDecoder } from './onnx-decoder.js';
+import type { LaneInit, LaneMessage, LaneReady, LaneReply } from './worker-lane.js';
+
+const port = parentPort!;
+const init = (workerData as { data: LaneInit }).data;
+
+let decoder: OnnxDecoder;
+try {
+  decoder = await OnnxDecoder.create(init.model, init.settings, init.hints);
+} catch (err) {
+  const ready: LaneReady = { ready: false, error: err instanceof Error ? err.message : String(err) };
+  if (err instanceof FailedPreconditionError) Object.assign(ready, { violations: err.violations, reason: err.reason });
+  port.postMessage(ready);
+  process.exit(0);
+}
+port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder.executionProvider } satisfies LaneReady);
+
+const lane: LaneLoop = new LaneLoop(decoder, {
+  ...init.options,
+  poll: () => {
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) handle(m.message as LaneMessage);
+  },
+});
+lane.listen((event) => port.postMessage(event satisfies LaneReply));
+port.on('message', handle);
+
+function handle(m: LaneMessage): void {
+  switch (m.op) {
+    case 'join':
+      return lane.join(m.sequence);
+    case 'leave':
+      return lane.leave(m.id);
+    case 'close':
+      return void lane.close().then(() => port.postMessage({ kind: 'closed' } satisfies LaneReply));
+  }
+}

@@ -1,0 +1,143 @@
+// A lane on a worker thread: a LaneLoop (domain/lane.ts) over an OnnxDecoder with a session of its own, run
+// in a worker (lane-worker.ts). When a model has several lanes, each is one of these: their steps run side by
+// side on several CPU cores (onnxruntime's own intra-op threads do not pay off for a small model's many small
+// operators, but whole sub-batches side by side do), and each lane samples and starts its next step without
+// waiting for the main thread, which stays free for the callers' streams. Caches live in the worker.
+import type { Worker } from 'node:worker_threads';
+import { FailedPreconditionError, UnavailableError } from '../../runtime/errors.js';
+import type { SessionSettings } from '../../runtime/models/onnx-session.js';
+import { startWorker } from '../../runtime/workers/start-worker.js';
+import type { DecoderShape } from '../domain/decoder.js';
+import type { Lane, LaneEvent, LaneJoin, LaneOptions } from '../domain/lane.js';
+import type { DecoderConfigHints } from './onnx-decoder.js';
+
+/** What the worker is started with. */
+export interface LaneInit {
+  model: string;
+  settings: SessionSettings;
+  hints: DecoderConfigHints;
+  options: LaneOptions;
+}
+
+/** Messages to the worker. */
+export type LaneMessage = { op: 'join'; sequence: LaneJoin } | { op: 'leave'; id: number } | { op: 'close' };
+
+/** The worker's first message. */
+export type LaneReady =
+  | { ready: true; shape: DecoderShape; executionProvider: string }
+  | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
+
+/** Messages from the worker after it is ready. */
+export type LaneReply = LaneEvent | { kind: 'closed' };
+
+export class WorkerLane implements Lane {
+  private sink: (event: LaneEvent) => void = () => undefined;
+  /** Sequences joined and not reported gone: the ones to fail if the worker dies. */
+  private readonly members = new Set<number>();
+  /** Why the lane can no longer be used (worker gone or closed). */
+  private stopped: string | undefined;
+  private closing: Promise<void> | undefined;
+  private onClosed: (() => void) | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly shape: DecoderShape,
+    readonly executionProvider: string,
+  ) {
+    worker.on('message', (event: LaneReply) => {
+      if (event.kind === 'closed') return this.onClosed?.();
+      this.track(event);
+      this.sink(event);
+    });
+    const stop = (why: string) => {
+      this.stopped ??= why;
+      this.onClosed?.();
+      const ids = [...this.members];
+      this.members.clear();
+      if (ids.length > 0) this.sink({ kind: 'failed', ids, error: this.unavailable() });
+    };
+    worker.on('error', (err) => stop(String(err)));
+    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
+  }
+
+  get usable(): boolean {
+    return this.stopped === undefined;
+  }
+
+  /** Starts the worker and its session; rejects with the worker's reason when the model cannot be loaded. */
+  static async create(init: LaneInit): Promise<WorkerLane> {
+    const worker = startWorker(new URL('./lane-worker.js', import.meta.url), init);
+    let onMessage!: (r: LaneReady) => void;
+    let onError!: (err: Error) => void;
+    let onExit!: (code: number) => void;
+    const ready = await new Promise<LaneReady>((resolve, reject) => {
+      onMessage = resolve;
+      onError = reject;
+      onExit = (code) => reject(new Error(`decode lane worker exited with code ${code} before it was ready`));
+      worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+    }).finally(() => worker.off('message', onMessage).off('error', onError).off('exit', onExit));
+    if (!ready.ready) {
+      await worker.terminate();
+      if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
+      throw new Error(`decode lane: ${ready.error}`);
+    }
+    return new WorkerLane(worker, ready.shape, ready.executionProvider);
+  }
+
+  listen(sink: (event: LaneEvent) => void): void {
+    this.sink = sink;
+  }
+
+  join(sequence: LaneJoin): void {
+    if (this.stopped) {
+      // Reported on a later turn, as a working lane would.
+      queueMicrotask(() => this.sink({ kind: 'failed', ids: [sequence.id], error: this.unavailable() }));
+      return;
+    }
+    this.members.add(sequence.id);
+    this.post({ op: 'join', sequence });
+  }
+
+  leave(id: number): void {
+    if (!this.stopped) this.post({ op: 'leave', id });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.stopped) {
+        const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
+        this.post({ op: 'close' });
+        await closed;
+      }
+      this.stopped ??= 'closed';
+      await this.worker.terminate();
+    })();
+    return this.closing;
+  }
+
+  private post(message: LaneMessage): void {
+    this.worker.postMessage(message);
+  }
+
+  /** Keeps `members` to the sequences the worker still holds. */
+  private track(event: LaneEvent): void {
+    switch (event.kind) {
+      case 'prefill':
+        if (event.sampled.finish !== undefined) this.members.delete(event.sampled.id);
+        break;
+      case 'step':
+        for (const s of event.sampled) if (s.finish !== undefined) this.members.delete(s.id);
+        break;
+      case 'left':
+        this.members.delete(event.id);
+        break;
+      case 'failed':
+        for (const id of event.ids) this.members.delete(id);
+        break;
+    }
+  }
+
+  private unavailable(): UnavailableError {
+    return new UnavailableError(`a decode lane of this model stopped (${this.stopped}); retry`, 100);
+  }
+}
