@@ -28,7 +28,7 @@ async function start(env: Record<string, string> = {}) {
     MAAS_GENERATION_MODEL_DIR: folder.root,
     MAAS_GENERATION_DEFAULT_MODEL: 'tiny',
     MAAS_GENERATION_MAX_NEW_TOKENS: '4096',
-    // Two lanes whatever the machine's core count, so batches run on this thread and on a worker thread.
+    // Two lanes whatever the machine's core count, so batches run on two worker threads side by side.
     MAAS_GENERATION_DECODE_LANES: '2',
     ...env,
   });
@@ -195,8 +195,14 @@ describe('GenerationService sampling and batching', () => {
     });
     const stats = svc.generator.list().find((m) => m.served.name === 'tiny')!.stats;
     expect(stats.largestBatch).toBeGreaterThan(Math.max(1, before));
-    // The batch was split over both lanes (this thread's and a worker's), and still every row matched.
+    // The batch was split over both lanes (two worker threads), and still every row matched.
     expect(stats).toMatchObject({ lanes: 2, mostLanesInStep: 2 });
+
+    // One lane, on this thread (as on a GPU): the same tokens again.
+    const { client: single, service: one } = await start({ MAAS_GENERATION_DECODE_LANES: '1' });
+    const onThisThread = await Promise.all(cases.map((c) => stream(c, single)));
+    onThisThread.forEach((chunks, i) => expect(chunks.flatMap((c) => c.tokenIds), `case ${i}, one lane`).toEqual(alone[i]!.tokenIds));
+    expect(one.generator.list().find((m) => m.served.name === 'tiny')!.stats).toMatchObject({ lanes: 1 });
   });
 
   it('removes a cancelled stream from the batch within one step while the others go on', async () => {
