@@ -1,10 +1,10 @@
 // The generation service's instruments (OpenTelemetry, exported on /metrics by the runtime):
 //   maas_generation_time_to_first_token_ms    histogram  arrival → first token
 //   maas_generation_inter_token_latency_ms    histogram  between two tokens of one sequence
-//   maas_generation_queue_time_ms             histogram  arrival → prefill start
-//   maas_generation_step_ms                   histogram  one decode step of a batch
+//   maas_generation_queue_time_ms             histogram  arrival → a place in the batch
+//   maas_generation_step_ms                   histogram  one decode step of a lane
 //   maas_generation_prefill_ms                histogram  one prompt's prefill
-//   maas_generation_batch_size                histogram  sequences per decode step
+//   maas_generation_batch_size                histogram  rows in one decode step of a lane
 //   maas_generation_tokens_per_second         histogram  per finished sequence, decode tokens / decode time
 //   maas_generation_output_tokens_total       counter    generated tokens (rate() gives tokens/s)
 //   maas_generation_prompt_tokens_total       counter    prefilled prompt tokens
@@ -23,10 +23,10 @@ function create() {
   return {
     ttft: latencyHistogram('maas_generation_time_to_first_token_ms', 'time from a request arriving to its first generated token, in ms'),
     itl: latencyHistogram('maas_generation_inter_token_latency_ms', 'time between two consecutive tokens of one sequence, in ms'),
-    queue: latencyHistogram('maas_generation_queue_time_ms', 'time a request waited before its prompt was read, in ms'),
-    step: latencyHistogram('maas_generation_step_ms', 'duration of one decode step of the batch, in ms'),
+    queue: latencyHistogram('maas_generation_queue_time_ms', 'time a request waited for a place in the batch, in ms'),
+    step: latencyHistogram('maas_generation_step_ms', 'duration of one decode step of a lane, in ms'),
     prefill: latencyHistogram('maas_generation_prefill_ms', 'duration of one prompt prefill, in ms'),
-    batch: histogram('maas_generation_batch_size', 'sequences decoded together in one step', [1, 2, 4, 8, 16, 32, 64, 128]),
+    batch: histogram('maas_generation_batch_size', 'rows decoded together in one step of a lane', [1, 2, 4, 8, 16, 32, 64, 128]),
     tps: histogram('maas_generation_tokens_per_second', 'decode speed of one finished sequence, tokens per second', [1, 5, 10, 25, 50, 100, 200, 400, 800]),
     outputTokens: counter('maas_generation_output_tokens_total', 'tokens generated'),
     promptTokens: counter('maas_generation_prompt_tokens_total', 'prompt tokens prefilled'),
