@@ -206,6 +206,20 @@ describe('a lane', () => {
     await dying.close();
   });
 
+  it('closes while its rows are stepping: the step running ends first, and nothing comes after', async () => {
+    // Closing a worker in the middle of an onnxruntime run would take the process down; close() waits for it.
+    const busy = [new LaneLoop(await OnnxDecoder.create(model, SESSION, HINTS), OPTIONS), await WorkerLane.create({ model, settings: SESSION, hints: HINTS, options: OPTIONS })];
+    for (const l of busy as Lane[]) {
+      const r = record(l);
+      for (let id = 1; id <= 4; id++) l.join({ id, promptTokens: [1, 2, id], params: params({ maxNewTokens: 100_000 }) });
+      await r.until((ev) => ev.filter((e) => e.kind === 'step').length >= 3);
+      await l.close();
+      const seen = r.events.length;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(r.events.length).toBe(seen);
+    }
+  });
+
   it('on a worker thread answers UNAVAILABLE once closed', async () => {
     const closing = await WorkerLane.create({ model, settings: SESSION, hints: HINTS, options: OPTIONS });
     await closing.close();

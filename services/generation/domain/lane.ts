@@ -159,9 +159,11 @@ export class LaneLoop implements Lane {
       // At a step boundary: joins and leaves sent during the step are taken, rows asked to leave go,
       // joining rows are prefilled and join.
       this.options.poll?.();
+      if (this.closed) break;
       this.applyLeaves();
       await this.prefill();
       this.applyLeaves();
+      if (this.closed) break;
       if (this.rows.length > 0) await this.step();
       else if (this.joining.length === 0 && !this.closed) await new Promise<void>((resolve) => (this.wake = resolve));
     }
