@@ -29,6 +29,7 @@ export async function createGenerationService(config: GenerationConfig, log: Log
   const baseLoader = createGenerationLoader({
     session: sessionSettings(config),
     decodeLanes: config.decodeLanes,
+    laneNiceness: config.laneNiceness,
     limits,
     log,
     metrics: (model, version) => metrics.forModel(model, version),

@@ -1,6 +1,7 @@
 // The worker-thread side of a lane (worker-lane.ts): an OnnxDecoder of its own driven by a LaneLoop, which
 // takes joins and leaves as messages (also read at each step boundary, not only between event-loop turns)
 // and posts its events back.
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { LaneLoop } from '../domain/lane.js';
@@ -19,7 +20,17 @@ try {
   port.postMessage(ready);
   process.exit(0);
 }
-port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder.executionProvider } satisfies LaneReady);
+// Niceness is per thread on Linux: 0 names this thread. Raising it needs no privilege; where it is refused the
+// lane runs at the process's priority.
+let nicenessRefused: string | undefined;
+if (init.niceness > 0) {
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + init.niceness));
+  } catch (err) {
+    nicenessRefused = err instanceof Error ? err.message : String(err);
+  }
+}
+port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder.executionProvider, nicenessRefused } satisfies LaneReady);
 
 const lane: LaneLoop = new LaneLoop(decoder, {
   ...init.options,

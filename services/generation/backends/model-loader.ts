@@ -23,6 +23,8 @@ export interface LoaderOptions {
   session: SessionSettings;
   /** Decode lanes per version (0: one per core, at most 4, on cpu; 1 on other providers). Default 1. */
   decodeLanes?: number;
+  /** Niceness added to worker-thread lanes (see MAAS_GENERATION_LANE_NICENESS). Default 0. */
+  laneNiceness?: number;
   limits: EngineLimits;
   log: Logger;
   /** Metrics bound to one model version (main.ts passes OpenTelemetry instruments). */
@@ -71,9 +73,11 @@ export async function loadGenerationModel(
     if (count === 1) lanes.push(new LaneLoop(decoder, laneOptions));
     else {
       await decoder.close();
-      const init = { model: join(dir, graph), settings: { ...options.session, executionProviders: [executionProvider] }, hints, options: laneOptions };
+      const init = { model: join(dir, graph), settings: { ...options.session, executionProviders: [executionProvider] }, hints, options: laneOptions, niceness: options.laneNiceness ?? 0 };
       for (let i = 0; i < count; i++) lanes.push(await WorkerLane.create(init));
-      options.log.info({ model: options.name, version: options.version, lanes: count }, 'decode lanes on worker threads');
+      const refused = lanes.map((l) => (l as WorkerLane).nicenessRefused).find((r) => r !== undefined);
+      if (refused) options.log.warn({ model: options.name, niceness: init.niceness, err: refused }, 'decode lanes run at the main thread\'s priority: lowering it was refused');
+      options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness }, 'decode lanes on worker threads');
     }
     const notes: Record<string, string> = {};
     for (const [k, v] of Object.entries(config)) if (k.startsWith('maas_') && (typeof v === 'string' || typeof v === 'number')) notes[k] = String(v);

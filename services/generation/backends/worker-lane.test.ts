@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,8 @@ const SESSION = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads
 const HINTS = { maxPositions: 1024 };
 const OPTIONS = { eosIds: [50256], maxLogprobs: 5 };
 let model: string;
+/** How a worker lane of `path` (the tiny model by default) is started. */
+const init = (path = model) => ({ model: path, settings: SESSION, hints: HINTS, options: OPTIONS, niceness: 5 });
 let local: LaneLoop;
 let lane: WorkerLane;
 
@@ -79,7 +81,7 @@ const JOINS: LaneJoin[] = [
 beforeAll(async () => {
   model = join((await buildTiny()).dir, 'model.onnx');
   local = new LaneLoop(await OnnxDecoder.create(model, SESSION, HINTS), OPTIONS);
-  lane = await WorkerLane.create({ model, settings: SESSION, hints: HINTS, options: OPTIONS });
+  lane = await WorkerLane.create(init());
 });
 afterAll(async () => {
   await local?.close();
@@ -90,6 +92,19 @@ describe('a lane', () => {
   it('on a worker thread has the shape of the same model loaded on this thread', () => {
     expect(lane.shape).toEqual(local.shape);
     expect(lane.executionProvider).toBe('cpu');
+  });
+
+  it.runIf(process.platform === 'linux')('on a worker thread runs that thread (and only it) at a lower priority than the main thread', () => {
+    expect(lane.nicenessRefused).toBeUndefined();
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's niceness.
+    const niceness = (tid: string) => {
+      const stat = readFileSync(`/proc/${process.pid}/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const main = niceness(String(process.pid));
+    const threads = readdirSync(`/proc/${process.pid}/task`).map(niceness);
+    expect(threads.filter((n) => n === main + 5).length).toBeGreaterThanOrEqual(1);
+    expect(threads.filter((n) => n === main).length).toBeGreaterThan(1);
   });
 
   it('on a worker thread samples the same tokens as on this thread, for sequences of different lengths and parameters in one batch', async () => {
@@ -170,7 +185,7 @@ describe('a lane', () => {
   });
 
   it('on a worker thread fails to start with the reason when the model cannot be loaded or driven', async () => {
-    await expect(WorkerLane.create({ model: join(model, '..', 'missing.onnx'), settings: SESSION, hints: HINTS, options: OPTIONS })).rejects.toThrow(/decode lane: .*missing\.onnx/);
+    await expect(WorkerLane.create(init(join(model, '..', 'missing.onnx')))).rejects.toThrow(/decode lane: .*missing\.onnx/);
     // A graph that is no decoder keeps its FailedPreconditionError (and so FAILED_PRECONDITION) across the thread.
     const { GraphBuilder, DataType } = await import('../defaults/onnx-graph.js');
     const g = new GraphBuilder('adder');
@@ -180,7 +195,7 @@ describe('a lane', () => {
     const dir = mkdtempSync(join(tmpdir(), 'maas-lane-'));
     try {
       writeFileSync(join(dir, 'adder.onnx'), g.serialize(17));
-      const err = await WorkerLane.create({ model: join(dir, 'adder.onnx'), settings: SESSION, hints: HINTS, options: OPTIONS }).catch((e) => e);
+      const err = await WorkerLane.create(init(join(dir, 'adder.onnx'))).catch((e) => e);
       expect(err).toBeInstanceOf(FailedPreconditionError);
       expect((err as FailedPreconditionError).message).toMatch(/input_ids is missing/);
       expect((err as FailedPreconditionError).violations.length).toBeGreaterThan(0);
@@ -190,7 +205,7 @@ describe('a lane', () => {
   });
 
   it('on a worker thread fails its sequences with UNAVAILABLE when the worker dies, and every later one too', async () => {
-    const dying = await WorkerLane.create({ model, settings: SESSION, hints: HINTS, options: OPTIONS });
+    const dying = await WorkerLane.create(init());
     const r = record(dying);
     // The sequence joins a worker already being stopped (while idle: a worker stopped in the middle of an
     // onnxruntime call takes the process down, as a crashing thread would), so it is in flight when it exits.
@@ -208,7 +223,7 @@ describe('a lane', () => {
 
   it('closes while its rows are stepping: the step running ends first, and nothing comes after', async () => {
     // Closing a worker in the middle of an onnxruntime run would take the process down; close() waits for it.
-    const busy = [new LaneLoop(await OnnxDecoder.create(model, SESSION, HINTS), OPTIONS), await WorkerLane.create({ model, settings: SESSION, hints: HINTS, options: OPTIONS })];
+    const busy = [new LaneLoop(await OnnxDecoder.create(model, SESSION, HINTS), OPTIONS), await WorkerLane.create(init())];
     for (const l of busy as Lane[]) {
       const r = record(l);
       for (let id = 1; id <= 4; id++) l.join({ id, promptTokens: [1, 2, id], params: params({ maxNewTokens: 100_000 }) });
@@ -221,7 +236,7 @@ describe('a lane', () => {
   });
 
   it('on a worker thread answers UNAVAILABLE once closed', async () => {
-    const closing = await WorkerLane.create({ model, settings: SESSION, hints: HINTS, options: OPTIONS });
+    const closing = await WorkerLane.create(init());
     await closing.close();
     const r = record(closing);
     closing.join({ id: 1, promptTokens: [1], params: params() });

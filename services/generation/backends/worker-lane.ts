@@ -17,6 +17,8 @@ export interface LaneInit {
   settings: SessionSettings;
   hints: DecoderConfigHints;
   options: LaneOptions;
+  /** Added to the thread's niceness, so that the main thread goes first when both want a core. */
+  niceness: number;
 }
 
 /** Messages to the worker. */
@@ -24,7 +26,7 @@ export type LaneMessage = { op: 'join'; sequence: LaneJoin } | { op: 'leave'; id
 
 /** The worker's first message. */
 export type LaneReady =
-  | { ready: true; shape: DecoderShape; executionProvider: string }
+  | { ready: true; shape: DecoderShape; executionProvider: string; nicenessRefused?: string }
   | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
 
 /** Messages from the worker after it is ready. */
@@ -43,6 +45,8 @@ export class WorkerLane implements Lane {
     private readonly worker: Worker,
     readonly shape: DecoderShape,
     readonly executionProvider: string,
+    /** Why the thread's niceness could not be raised, if it could not. */
+    readonly nicenessRefused: string | undefined,
   ) {
     worker.on('message', (event: LaneReply) => {
       if (event.kind === 'closed') return this.onClosed?.();
@@ -81,7 +85,7 @@ export class WorkerLane implements Lane {
       if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
       throw new Error(`decode lane: ${ready.error}`);
     }
-    return new WorkerLane(worker, ready.shape, ready.executionProvider);
+    return new WorkerLane(worker, ready.shape, ready.executionProvider, ready.nicenessRefused);
   }
 
   listen(sink: (event: LaneEvent) => void): void {
