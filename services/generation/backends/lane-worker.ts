@@ -30,8 +30,6 @@ if (init.niceness > 0) {
     nicenessRefused = err instanceof Error ? err.message : String(err);
   }
 }
-port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder.executionProvider, nicenessRefused } satisfies LaneReady);
-
 const lane: LaneLoop = new LaneLoop(decoder, {
   ...init.options,
   poll: () => {
@@ -40,6 +38,8 @@ const lane: LaneLoop = new LaneLoop(decoder, {
 });
 lane.listen((event) => port.postMessage(event satisfies LaneReply));
 port.on('message', handle);
+// Ready only now: the main thread sends joins as soon as it reads this, and they need the lane.
+port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder.executionProvider, nicenessRefused } satisfies LaneReady);
 
 function handle(m: LaneMessage): void {
   switch (m.op) {

@@ -176,6 +176,19 @@ describe('a lane', () => {
     }
   });
 
+  it('starts its loop on a later turn, so a poll that reads the lane being constructed finds it', async () => {
+    // A worker's poll hands joins to `lane`; one already waiting when the lane is built must not meet it
+    // uninitialized (it once killed the worker: ReferenceError, the lane's sequences UNAVAILABLE).
+    const polled: number[] = [];
+    const early = new LaneLoop(await OnnxDecoder.create(model, SESSION, HINTS), { ...OPTIONS, poll: () => void polled.push(early.shape.vocabSize) });
+    const r = record(early);
+    early.join({ id: 1, promptTokens: [1, 2], params: params({ maxNewTokens: 2 }) });
+    await r.until((ev) => outcome(ev).ends.has(1));
+    expect(polled[0]).toBe(local.shape.vocabSize);
+    await early.close();
+    // Without the later turn the loop dies at once and the sequence never ends: fail within 10 s, not hang.
+  }, 10_000);
+
   it('drops a sequence asked to leave before its prefill without running it', async () => {
     const r = record(local);
     local.join({ id: 40, promptTokens: [1, 2, 3], params: params() });

@@ -111,7 +111,8 @@ export class LaneLoop implements Lane {
     this.shape = decoder.shape;
     this.sampler = new Sampler(this.shape.vocabSize, options.maxLogprobs);
     this.eos = new Set(options.eosIds);
-    this.done = this.loop();
+    // On a later turn: the loop's first boundary calls `poll`, whose handlers may use this lane by name.
+    this.done = Promise.resolve().then(() => this.loop());
   }
 
   get usable(): boolean | undefined {
