@@ -14,7 +14,7 @@
 //   - time to first token while 16 streams decode, against an idle service.
 // The machine is shared, so wall-clock figures swing with other people's load. Runs are interleaved (1 stream,
 // then 16, repeated) and ratios taken per pair; each throughput is also given per CPU-second of the service
-// process (utime + stime from /proc), which other processes' load does not inflate.
+// process (all its threads' time on a CPU, from /proc), which other processes' load does not inflate.
 import { setMaxListeners } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -142,11 +142,11 @@ interface Throughput {
 
 /** Aggregate decode throughput of n streams started together (each stream's first token, the prefill's, excluded). */
 async function throughput(client: GenerationServiceClient, pid: number, n: number, params: Partial<GenerationParameters>, model: string): Promise<Throughput> {
-  const cpuBefore = cpuSeconds(pid);
+  const cpuBefore = processCpuMs(pid);
   const runs = await Promise.all(
     Array.from({ length: n }, (_, i) => run(client, request(`Stream ${i} says: once upon a time`, { ...params, maxNewTokens: STREAM_TOKENS, seed: 100 + i }, model))),
   );
-  const cpu = cpuSeconds(pid) - cpuBefore;
+  const cpu = (processCpuMs(pid) - cpuBefore) / 1000;
   const first = Math.min(...runs.map((r) => r.arrivals[0]!));
   const last = Math.max(...runs.map((r) => r.arrivals[r.arrivals.length - 1]!));
   const tokens = runs.reduce((s, r) => s + r.tokens.reduce((a, b) => a + b, 0) - 1, 0);
@@ -218,13 +218,6 @@ async function decoderCeiling(dir: string, manyThreads = 1): Promise<{ oneMs: nu
   const oneMs = best[1]!;
   const manyMs = best[CONCURRENT]!;
   return { oneMs, manyMs, ratio: (oneMs * CONCURRENT) / manyMs };
-}
-
-/** User + system CPU seconds of a process, all threads (Linux /proc; clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /**

@@ -61,7 +61,9 @@ export async function loadGenerationModel(
   const hints = configHints(config, tokenizerConfig);
   // A decoder on this thread checks the graph and finds the execution provider. It is the only lane when
   // there is one; with several, every lane runs on a worker thread (with the provider found), so that this
-  // thread's work for the callers (detokenizing, stop strings, streaming) never waits behind a step.
+  // thread's work for the callers (detokenizing, stop strings, streaming) never waits behind a step. (With
+  // several, this load is one more than the lanes need; it stays because the lanes' end-of-sequence ids come
+  // from the tokenizer, which is checked against the model's shape first.)
   const decoder = await OnnxDecoder.create(join(dir, graph), options.session, hints, options.log);
   const { executionProvider, shape } = decoder;
   const count = laneCount(options.decodeLanes ?? 1, executionProvider);
@@ -74,8 +76,13 @@ export async function loadGenerationModel(
     else {
       await decoder.close();
       const init = { model: join(dir, graph), settings: { ...options.session, executionProviders: [executionProvider] }, hints, options: laneOptions, niceness: options.laneNiceness ?? 0 };
-      for (let i = 0; i < count; i++) lanes.push(await WorkerLane.create(init));
-      const refused = lanes.map((l) => (l as WorkerLane).nicenessRefused).find((r) => r !== undefined);
+      // The lanes load side by side; if one fails, the others are closed below and its reason is thrown.
+      const started = await Promise.allSettled(Array.from({ length: count }, () => WorkerLane.create(init)));
+      const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      lanes.push(...workers);
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const refused = workers.map((w) => w.nicenessRefused).find((r) => r !== undefined);
       if (refused) options.log.warn({ model: options.name, niceness: init.niceness, err: refused }, 'decode lanes run at the main thread\'s priority: lowering it was refused');
       options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness }, 'decode lanes on worker threads');
     }

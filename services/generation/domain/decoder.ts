@@ -28,11 +28,6 @@ export interface BatchEntry {
 export interface Decoder {
   readonly shape: DecoderShape;
   /**
-   * False once the decoder can no longer run anything (a lane whose worker thread died): the scheduler stops
-   * placing sequences on it. Absent means always usable.
-   */
-  readonly usable?: boolean;
-  /**
    * Runs a prompt alone and returns its cache plus the logits of its last position, as a view that stays
    * valid until the next call on this decoder.
    */

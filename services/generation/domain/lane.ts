@@ -97,7 +97,6 @@ export class LaneLoop implements Lane {
   private rows: Row[] = [];
   private joining: Row[] = [];
   private readonly byId = new Map<number, Row>();
-  private leaving = 0;
   private steps = 0;
   private sink: (event: LaneEvent) => void = () => undefined;
   private wake: (() => void) | undefined;
@@ -115,10 +114,6 @@ export class LaneLoop implements Lane {
     this.done = Promise.resolve().then(() => this.loop());
   }
 
-  get usable(): boolean | undefined {
-    return this.decoder.usable;
-  }
-
   listen(sink: (event: LaneEvent) => void): void {
     this.sink = sink;
   }
@@ -134,7 +129,6 @@ export class LaneLoop implements Lane {
     const row = this.byId.get(id);
     if (!row || row.leaveAt >= 0) return;
     row.leaveAt = this.steps;
-    this.leaving++;
     this.notify();
   }
 
@@ -225,7 +219,6 @@ export class LaneLoop implements Lane {
         this.rows.push(row);
         continue;
       }
-      this.sampler.chosenLogprob = 0;
       const sampled = this.sample(row, result.logits, result.offset);
       if (sampled.finish === undefined) this.rows.push(row);
       this.sink({ kind: 'prefill', ms, sampled });
@@ -253,7 +246,7 @@ export class LaneLoop implements Lane {
 
   /** Removes the rows asked to leave, and reports them. */
   private applyLeaves(): void {
-    if (this.leaving === 0) return;
+    if (!this.rows.some((row) => row.leaveAt >= 0)) return;
     const left: Row[] = [];
     this.rows = this.rows.filter((row) => {
       if (row.leaveAt < 0) return true;
@@ -268,7 +261,6 @@ export class LaneLoop implements Lane {
 
   /** Forgets a row and frees its cache. */
   private drop(row: Row): void {
-    if (row.leaveAt >= 0) this.leaving--;
     this.byId.delete(row.join.id);
     this.free(row);
   }

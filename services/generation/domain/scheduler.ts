@@ -78,8 +78,6 @@ class Sequence {
   /** Its stream has ended (the lane may still hold its row until it reports it gone). */
   done = false;
   cancelled = false;
-  /** Holds `reserve` tokens of the key/value budget (from admission until its lane lets it go). */
-  reserved = false;
   readonly text: TextStream;
   readonly stop: StopMatcher;
   readonly out = new ChunkQueue<GenerationChunk>(merge);
@@ -117,7 +115,6 @@ export class Scheduler {
   private readonly waiting: Sequence[] = [];
   private readonly slots: LaneSlot[];
   private nextId = 1;
-  private running = 0;
   private kvReserved = 0;
   private largestBatch = 0;
   private mostLanesInStep = 0;
@@ -125,6 +122,13 @@ export class Scheduler {
   private maxStepsAfterCancel = 0;
   private closed = false;
   private readonly shape: DecoderShape;
+
+  /** Sequences in the batch: every lane's, from admission until the lane reports them gone. */
+  private get running(): number {
+    let n = 0;
+    for (const slot of this.slots) n += slot.members.size;
+    return n;
+  }
 
   /** lanes: the model's lanes, all of the same model; a sequence alone runs on the first. */
   constructor(
@@ -203,10 +207,9 @@ export class Scheduler {
       const index = this.quietestLane();
       const slot = this.slots[index]!;
       seq.lane = index;
+      // From here until its lane lets it go, it holds a place in the batch and `reserve` tokens of the budget.
       slot.members.set(seq.id, seq);
-      this.running++;
       this.kvReserved += seq.reserve;
-      seq.reserved = true;
       seq.admittedAt = performance.now();
       this.options.metrics?.queueTime(seq.admittedAt - seq.arrivedAt);
       seq.queueSpan?.end();
@@ -393,11 +396,7 @@ export class Scheduler {
   /** The lane no longer holds the sequence: its place in the batch and its key/value budget are free. */
   private gone(slot: LaneSlot, seq: Sequence): void {
     if (!slot.members.delete(seq.id)) return;
-    this.running--;
-    if (seq.reserved) {
-      seq.reserved = false;
-      this.kvReserved -= seq.reserve;
-    }
+    this.kvReserved -= seq.reserve;
     this.admit();
   }
 

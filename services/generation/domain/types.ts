@@ -67,7 +67,7 @@ export interface EngineStats {
   /** Sequences removed after a cancellation, and the most decode steps any of them ran after it was cancelled. */
   cancelled: number;
   maxStepsAfterCancel: number;
-  /** Decoders (lanes) of the model, and the most of them that stepped rows at once so far. */
+  /** Lanes of the model, and the most of them that held sequences (each stepping its own) at once so far. */
   lanes: number;
   mostLanesInStep: number;
 }
