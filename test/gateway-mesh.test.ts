@@ -399,6 +399,24 @@ describe('the gateway in front of the mesh', () => {
       }
     });
 
+    it("passes vLLM's extensions top_k, repetition_penalty and ignore_eos through to the parameters", async () => {
+      const direct = createClient(GenerationServiceClient, services.generation!.address);
+      try {
+        const parameters = { maxNewTokens: 8, seed: 5, temperature: 1, topK: 1, repetitionPenalty: 1.3, stop: [], ignoreEos: true };
+        const expected = await unary(direct.generate.bind(direct), { model: { name: 'gpt2-mini' }, prompt: 'In the beginning', messages: [], parameters });
+        const greedy = await unary(direct.generate.bind(direct), { model: { name: 'gpt2-mini' }, prompt: 'In the beginning', messages: [], parameters: { ...parameters, temperature: 0, topK: undefined } });
+        // top_k 1 leaves one candidate, so it is the greedy answer whatever the seed.
+        expect(expected.text).toBe(greedy.text);
+        const body = { model: 'gpt2-mini', prompt: 'In the beginning', max_tokens: 8, seed: 5, temperature: 1, top_k: 1, repetition_penalty: 1.3, ignore_eos: true };
+        const completion = await openai().completions.create(body as OpenAI.CompletionCreateParamsNonStreaming);
+        expect(completion.choices[0]!.text).toBe(expected.text);
+        const off = await openai().completions.create({ ...body, top_k: -1, temperature: 0 } as OpenAI.CompletionCreateParamsNonStreaming);
+        expect(off.choices[0]!.text).toBe(greedy.text);
+      } finally {
+        direct.close();
+      }
+    });
+
     it('lists the models of the services it fronts', async () => {
       const ids = [];
       for await (const m of openai().models.list()) ids.push(m.id);
@@ -418,6 +436,25 @@ describe('the gateway in front of the mesh', () => {
       const res = await fetch(`http://127.0.0.1:${httpPort}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' });
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
+      // Numbers the protobuf field cannot carry, and roles OpenAI does not know, are the caller's mistake.
+      const post = async (path: string, body: object) => {
+        const r = await fetch(`http://127.0.0.1:${httpPort}/v1/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: r.status, error: ((await r.json()) as { error: { param: string | null; code: string | null; message: string } }).error };
+      };
+      for (const [path, body, param] of [
+        ['completions', { model: 'gpt2-mini', prompt: 'Hi', max_tokens: 1e12 }, 'max_tokens'],
+        ['completions', { model: 'gpt2-mini', prompt: 'Hi', seed: 1e30 }, 'seed'],
+        ['chat/completions', { model: 'gpt2-mini', messages: [{ role: 'user', content: 'Hi' }], logprobs: true, top_logprobs: 2 ** 40 }, 'top_logprobs'],
+        ['chat/completions', { model: 'gpt2-mini', messages: [{ role: 'wizard', content: 'Hi' }] }, 'messages[0].role'],
+        ['embeddings', { model: 'glove-100d', input: 'x', dimensions: 1e12 }, 'dimensions'],
+      ] as const) {
+        const r = await post(path, body);
+        expect([r.status, r.error.param]).toEqual([400, param]);
+      }
+      // Over the service's gRPC message limit (16 MiB): 413, not a 429 that invites the same request again.
+      const huge = await post('embeddings', { model: 'glove-100d', input: Array.from({ length: 180_000 }, () => 'x'.repeat(100)) });
+      expect([huge.status, huge.error.code]).toEqual([413, 'request_too_large']);
+      expect(huge.error.message).toMatch(/MAAS_MAX_RECEIVE_MESSAGE_BYTES/);
       expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200);
     });

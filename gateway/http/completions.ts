@@ -1,6 +1,7 @@
 // POST /v1/completions and POST /v1/chat/completions: OpenAI's requests to the generation service's Generate
 // (whole answer) or GenerateStream (`stream: true`, as server-sent events, with usage in a final chunk when
-// `stream_options.include_usage` is set), and the answers back in OpenAI's shapes.
+// `stream_options.include_usage` is set), and the answers back in OpenAI's shapes. vLLM's extensions
+// `top_k`, `repetition_penalty` and `ignore_eos` pass through to the parameters of the same names.
 import { randomUUID } from 'node:crypto';
 import {
   FinishReason,
@@ -13,6 +14,7 @@ import {
 } from '../../gen/maas/generation/v1/generation.js';
 import { serverStream, unary } from '../../services/runtime/client.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
+import { optionalBoolean, optionalInt, optionalNumber, type Body } from './fields.js';
 import type { Usage } from '../../gen/maas/common/v1/usage.js';
 import { resolveModel, type ResolvedModel } from './models.js';
 import type { ApiContext, RequestContext } from './context.js';
@@ -21,7 +23,8 @@ import type { EventStream } from './sse.js';
 const GENERATE = '/maas.generation.v1.GenerationService/Generate';
 const GENERATE_STREAM = '/maas.generation.v1.GenerationService/GenerateStream';
 
-type Body = Record<string, unknown>;
+/** The roles OpenAI's chat API accepts; anything else is refused as it refuses it. */
+const CHAT_ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 
 interface Prepared {
   model: ResolvedModel;
@@ -56,10 +59,13 @@ async function prepare(body: Body, api: ApiContext, chat: boolean): Promise<Prep
     topP: optionalNumber(body, 'top_p'),
     presencePenalty: optionalNumber(body, 'presence_penalty'),
     frequencyPenalty: optionalNumber(body, 'frequency_penalty'),
-    seed: optionalInt(body, 'seed'),
+    seed: optionalInt(body, 'seed', 0, Number.MAX_SAFE_INTEGER),
     stop: stop as string[],
     logprobs,
-    ignoreEos: false,
+    // vLLM's extensions; its top_k of -1 means no cut, as 0 does.
+    topK: Math.max(0, optionalInt(body, 'top_k', -1) ?? 0) || undefined,
+    repetitionPenalty: optionalNumber(body, 'repetition_penalty'),
+    ignoreEos: optionalBoolean(body, 'ignore_eos') ?? false,
   };
   const streamOptions = body.stream_options as { include_usage?: unknown } | undefined | null;
   return {
@@ -181,7 +187,9 @@ function readMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) throw InvalidArgumentError.field('messages', 'must be a non-empty list');
   return messages.map((m: unknown, i) => {
     const msg = m as { role?: unknown; content?: unknown };
-    if (typeof msg?.role !== 'string') throw InvalidArgumentError.field(`messages[${i}].role`, 'must be a string');
+    if (typeof msg?.role !== 'string' || !CHAT_ROLES.has(msg.role)) {
+      throw InvalidArgumentError.field(`messages[${i}].role`, `must be one of ${[...CHAT_ROLES].map((r) => `"${r}"`).join(', ')}`);
+    }
     let content: string;
     if (typeof msg.content === 'string') content = msg.content;
     else if (msg.content === null || msg.content === undefined) content = '';
@@ -195,19 +203,6 @@ function readMessages(messages: unknown): ChatMessage[] {
     } else throw InvalidArgumentError.field(`messages[${i}].content`, 'must be a string or a list of text parts');
     return { role: msg.role, content };
   });
-}
-
-function optionalNumber(body: Body, key: string): number | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw InvalidArgumentError.field(key, 'must be a number');
-  return v;
-}
-
-function optionalInt(body: Body, key: string): number | undefined {
-  const v = optionalNumber(body, key);
-  if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw InvalidArgumentError.field(key, 'must be a non-negative integer');
-  return v;
 }
 
 function finishReason(r: FinishReason): 'stop' | 'length' | null {

@@ -3,10 +3,11 @@
 import { EmbeddingServiceClient, type EmbedResponse } from '../../gen/maas/embeddings/v1/embeddings.js';
 import { unary } from '../../services/runtime/client.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
+import { optionalInt, type Body } from './fields.js';
 import { resolveModel } from './models.js';
 import type { ApiContext, RequestContext } from './context.js';
 
-interface EmbeddingsBody {
+interface EmbeddingsBody extends Body {
   input?: unknown;
   model?: unknown;
   encoding_format?: unknown;
@@ -18,11 +19,7 @@ export async function createEmbeddings(body: EmbeddingsBody, api: ApiContext, rc
   const inputs = readInputs(body.input);
   const format = body.encoding_format ?? 'float';
   if (format !== 'float' && format !== 'base64') throw InvalidArgumentError.field('encoding_format', 'must be "float" or "base64"');
-  let dimensions: number | undefined;
-  if (body.dimensions !== undefined && body.dimensions !== null) {
-    if (typeof body.dimensions !== 'number' || !Number.isInteger(body.dimensions) || body.dimensions < 1) throw InvalidArgumentError.field('dimensions', 'must be a positive integer');
-    dimensions = body.dimensions;
-  }
+  const dimensions = optionalInt(body, 'dimensions', 1);
   const model = await resolveModel(api.directory, body.model, 'embedding', '/v1/embeddings');
   const pool = api.pools.get('embeddings');
   const res: EmbedResponse = await api.caller.unary(

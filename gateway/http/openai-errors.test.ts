@@ -1,3 +1,4 @@
+import { Metadata } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, NotFoundError, OverloadedError, PermissionDeniedError, UnauthenticatedError, UnavailableError } from '../../services/runtime/errors.js';
 import { silentLogger } from '../../services/runtime/logger.js';
@@ -26,6 +27,20 @@ describe('openAiError', () => {
     expect(openAiError(new NotFoundError('model', 'x'), silentLogger).body.error.code).toBe('model_not_found');
     expect(openAiError(new OverloadedError('busy', 1500), silentLogger).headers['retry-after']).toBe('2');
     expect(openAiError(new TypeError('secret detail'), silentLogger).body.error.message).not.toContain('secret');
+  });
+
+  it('answers a request over the gRPC message limit with 413, not a 429 that invites a retry', () => {
+    const err = Object.assign(new Error('8 RESOURCE_EXHAUSTED: Received message larger than max (20400014 vs 16777216)'), {
+      code: 8,
+      details: 'Received message larger than max (20400014 vs 16777216)',
+      metadata: new Metadata(),
+    });
+    const e = openAiError(err, silentLogger);
+    expect(e.status).toBe(413);
+    expect(e.headers['retry-after']).toBeUndefined();
+    expect(e.body.error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' });
+    expect(e.body.error.message).toMatch(/20400014 bytes .* 16777216 bytes/);
+    expect(openAiError(new OverloadedError('busy', 1500), silentLogger).status).toBe(429);
   });
 });
 

@@ -27,6 +27,9 @@ const HTTP: Partial<Record<Code, [number, string]>> = {
   [Code.DEADLINE_EXCEEDED]: [504, 'timeout'],
 };
 
+/** grpc-js's words for a message over the size limit, on either side of the call. */
+const TOO_LARGE = /message larger than max \((\d+) vs (\d+)\)/;
+
 /** The OpenAI-shaped error for anything a route threw: a domain error, a gRPC error from a service, or a bug. */
 export function openAiError(err: unknown, log: Logger): OpenAiError {
   let d: DecodedStatus;
@@ -35,6 +38,12 @@ export function openAiError(err: unknown, log: Logger): OpenAiError {
   else {
     log.error({ err }, 'unexpected error in the HTTP API');
     d = { code: Code.INTERNAL, message: 'internal error; the gateway logged the cause' };
+  }
+  const tooLarge = d.code === Code.RESOURCE_EXHAUSTED && d.retryAfterMs === undefined ? TOO_LARGE.exec(d.message) : null;
+  if (tooLarge) {
+    // grpc-js's message-size limit, not an overload: retrying the same request cannot help, so not a 429.
+    const message = `the request is ${tooLarge[1]} bytes as a protobuf message, over the ${tooLarge[2]} bytes the service accepts (MAAS_MAX_RECEIVE_MESSAGE_BYTES); send fewer or smaller inputs per request`;
+    return { status: 413, headers: {}, body: { error: { message, type: 'invalid_request_error', param: null, code: 'request_too_large' } } };
   }
   const [status, type] = HTTP[d.code] ?? [500, 'server_error'];
   const headers: Record<string, string> = {};
