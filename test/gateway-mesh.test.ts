@@ -432,7 +432,7 @@ describe('the gateway in front of the mesh', () => {
       expect(e400.status).toBe(400);
       const bad = await fails(openai().embeddings.create({ model: 'glove-100d', input: [''] }));
       expect(bad.status).toBe(400);
-      expect(bad.param).toMatch(/^inputs/);
+      expect(bad.param).toBe('input[0]');
       const res = await fetch(`http://127.0.0.1:${httpPort}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' });
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
@@ -451,6 +451,13 @@ describe('the gateway in front of the mesh', () => {
         const r = await post(path, body);
         expect([r.status, r.error.param]).toEqual([400, param]);
       }
+      // The service's own checks name the field the caller sent, not the gRPC request's.
+      const long = await post('completions', { model: 'gpt2-mini', prompt: 'Hi', max_tokens: 100_000 });
+      expect([long.status, long.error.param]).toEqual([400, 'max_tokens']);
+      expect(long.error.message).toMatch(/^max_tokens: /);
+      const top = await post('chat/completions', { model: 'gpt2-mini', messages: [{ role: 'user', content: 'Hi' }], logprobs: true, top_logprobs: 10_000 });
+      expect([top.status, top.error.param]).toEqual([400, 'top_logprobs']);
+      expect((await post('completions', { model: 'gpt2-mini', prompt: 'Hi', stream: 'yes' })).error.param).toBe('stream');
       // Over the service's gRPC message limit (16 MiB): 413, not a 429 that invites the same request again.
       const huge = await post('embeddings', { model: 'glove-100d', input: Array.from({ length: 180_000 }, () => 'x'.repeat(100)) });
       expect([huge.status, huge.error.code]).toEqual([413, 'request_too_large']);

@@ -18,9 +18,9 @@ import type { ModelTaskName } from '../domain/catalog.js';
 import type { RetrySettings } from '../grpc/front.js';
 import type { MethodRoute } from '../routes/method-table.js';
 import type { HttpListener } from '../server.js';
-import { complete, completeStreaming } from './completions.js';
+import { complete, completeStreaming, completionsFieldName } from './completions.js';
 import type { ApiContext, RequestContext } from './context.js';
-import { createEmbeddings } from './embeddings.js';
+import { createEmbeddings, embeddingsFieldName } from './embeddings.js';
 import { parseModelName } from './models.js';
 import { invalidRequest, openAiError, type OpenAiError } from './openai-errors.js';
 import { EventStream } from './sse.js';
@@ -38,6 +38,13 @@ export interface HttpApiOptions {
   bodyLimit: number;
   tracing: boolean;
 }
+
+/** Per route: the name the caller sent for a field of the gRPC request a service names in its error. */
+const FIELD_NAMES: Record<string, (name: string) => string> = {
+  '/v1/embeddings': embeddingsFieldName,
+  '/v1/completions': (name) => completionsFieldName(name, false),
+  '/v1/chat/completions': (name) => completionsFieldName(name, true),
+};
 
 /** Tasks each pool serves, for /v1/models. */
 const POOL_TASKS: Record<string, ModelTaskName[]> = { embeddings: ['embedding'], generation: ['generation'], vision: ['ocr', 'image_classification'] };
@@ -58,12 +65,12 @@ export function createHttpApi(options: HttpApiOptions): HttpListener & { app: Fa
 
   const send = (reply: FastifyReply, e: OpenAiError) => reply.code(e.status).headers(e.headers).send(e.body);
 
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err.statusCode && err.statusCode < 500 && err.code?.startsWith('FST_')) {
       return send(reply, { ...invalidRequest(err.message), status: err.statusCode });
     }
     if (err instanceof SyntaxError) return send(reply, invalidRequest(`the body is not valid JSON: ${err.message}`));
-    return send(reply, openAiError(err, log));
+    return send(reply, openAiError(err, log, FIELD_NAMES[req.routeOptions.url ?? '']));
   });
   app.setNotFoundHandler((req, reply) => send(reply, { status: 404, headers: {}, body: { error: { message: `Unknown request URL: ${req.method} ${req.url}`, type: 'invalid_request_error', param: null, code: 'unknown_url' } } }));
 
@@ -138,7 +145,7 @@ export function createHttpApi(options: HttpApiOptions): HttpListener & { app: Fa
           });
         } catch (err) {
           if (events) throw err;
-          return send(reply, openAiError(err, log));
+          return send(reply, openAiError(err, log, FIELD_NAMES[path]));
         }
         return reply;
       }),

@@ -73,7 +73,7 @@ async function prepare(body: Body, api: ApiContext, chat: boolean): Promise<Prep
     prompt,
     messages,
     parameters,
-    stream: body.stream === true,
+    stream: optionalBoolean(body, 'stream') ?? false,
     includeUsage: streamOptions?.include_usage === true,
     logprobs: logprobs !== undefined,
   };
@@ -203,6 +203,14 @@ function readMessages(messages: unknown): ChatMessage[] {
     } else throw InvalidArgumentError.field(`messages[${i}].content`, 'must be a string or a list of text parts');
     return { role: msg.role, content };
   });
+}
+
+/** The request's name for a field of GenerateRequest: `parameters.max_new_tokens` → `max_tokens`, … */
+export function completionsFieldName(name: string, chat: boolean): string {
+  const field = name.replace(/^parameters\./, '');
+  if (field === 'max_new_tokens') return 'max_tokens';
+  if (field === 'logprobs') return chat ? 'top_logprobs' : 'logprobs';
+  return field;
 }
 
 function finishReason(r: FinishReason): 'stop' | 'length' | null {

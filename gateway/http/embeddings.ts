@@ -49,3 +49,8 @@ function readInputs(input: unknown): string[] {
   }
   throw InvalidArgumentError.field('input', 'must be a non-empty string or a non-empty list of strings');
 }
+
+/** The request's name for a field of EmbedRequest: `inputs[3]` → `input[3]`. */
+export function embeddingsFieldName(name: string): string {
+  return name.replace(/^inputs(?=\[|$)/, 'input');
+}

@@ -29,6 +29,12 @@ describe('openAiError', () => {
     expect(openAiError(new TypeError('secret detail'), silentLogger).body.error.message).not.toContain('secret');
   });
 
+  it("renames the gRPC request's field to the one the caller sent, in param and message", () => {
+    const e = openAiError(InvalidArgumentError.field('parameters.max_new_tokens', 'must be at most 2048'), silentLogger, (f) => (f === 'parameters.max_new_tokens' ? 'max_tokens' : f));
+    expect(e.body.error.param).toBe('max_tokens');
+    expect(e.body.error.message).toBe('max_tokens: must be at most 2048');
+  });
+
   it('answers a request over the gRPC message limit with 413, not a 429 that invites a retry', () => {
     const err = Object.assign(new Error('8 RESOURCE_EXHAUSTED: Received message larger than max (20400014 vs 16777216)'), {
       code: 8,

@@ -30,8 +30,12 @@ const HTTP: Partial<Record<Code, [number, string]>> = {
 /** grpc-js's words for a message over the size limit, on either side of the call. */
 const TOO_LARGE = /message larger than max \((\d+) vs (\d+)\)/;
 
-/** The OpenAI-shaped error for anything a route threw: a domain error, a gRPC error from a service, or a bug. */
-export function openAiError(err: unknown, log: Logger): OpenAiError {
+/**
+ * The OpenAI-shaped error for anything a route threw: a domain error, a gRPC error from a service, or a bug.
+ * `field` renames a field of the gRPC request to the route's own (`parameters.max_new_tokens` → `max_tokens`),
+ * in `param` and at the head of the message, so that the caller reads the name it sent.
+ */
+export function openAiError(err: unknown, log: Logger, field: (name: string) => string = (name) => name): OpenAiError {
   let d: DecodedStatus;
   if (isServiceError(err)) d = decodeStatus(err);
   else if (err instanceof MaasError) d = decodeStatus(toStatus(err) as ServiceError);
@@ -48,7 +52,9 @@ export function openAiError(err: unknown, log: Logger): OpenAiError {
   const [status, type] = HTTP[d.code] ?? [500, 'server_error'];
   const headers: Record<string, string> = {};
   if (status === 429 || status === 503) headers['retry-after'] = String(Math.max(1, Math.ceil((d.retryAfterMs ?? 1000) / 1000)));
-  const param = d.badRequest?.fieldViolations[0]?.field ?? null;
+  const violated = d.badRequest?.fieldViolations[0]?.field;
+  const param = violated === undefined ? null : field(violated);
+  if (violated !== undefined && d.message.startsWith(`${violated}:`)) d = { ...d, message: param + d.message.slice(violated.length) };
   const code = d.code === Code.NOT_FOUND && d.resourceInfo?.resourceType === 'model' ? 'model_not_found' : d.errorInfo?.reason.toLowerCase() ?? Code[d.code]?.toLowerCase() ?? null;
   return { status, headers, body: { error: { message: d.message, type, param, code } } };
 }
