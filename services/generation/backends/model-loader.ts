@@ -15,7 +15,7 @@ import type { EngineMetrics } from '../domain/scheduler.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { LaneLoop, type Lane } from '../domain/lane.js';
 import { OnnxDecoder, type DecoderConfigHints } from './onnx-decoder.js';
-import { WorkerLane } from './worker-lane.js';
+import { WorkerLane, type LaneInit } from './worker-lane.js';
 
 const GRAPH_NAMES = ['model.onnx', 'decoder_model_merged.onnx', 'onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
@@ -59,32 +59,48 @@ export async function loadGenerationModel(
   const tokenizerConfig = await readJson(dir, 'tokenizer_config.json');
   const tokenizerJson = await readJson(dir, 'tokenizer.json');
   const hints = configHints(config, tokenizerConfig);
-  // A decoder on this thread checks the graph and finds the execution provider. It is the only lane when
-  // there is one; with several, every lane runs on a worker thread (with the provider found), so that this
-  // thread's work for the callers (detokenizing, stop strings, streaming) never waits behind a step. (With
-  // several, this load is one more than the lanes need; it stays because the lanes' end-of-sequence ids come
-  // from the tokenizer, which is checked against the model's shape first.)
-  const decoder = await OnnxDecoder.create(join(dir, graph), options.session, hints, options.log);
-  const { executionProvider, shape } = decoder;
-  const count = laneCount(options.decodeLanes ?? 1, executionProvider);
+  const path = join(dir, graph);
+  const eos = idList(generationConfig.eos_token_id ?? config.eos_token_id);
+  const tokenizerFor = (modelVocabSize: number) => new TextTokenizer(tokenizerJson, tokenizerConfig, eos, modelVocabSize);
+  const laneOptions = (tokenizer: TextTokenizer) => ({ eosIds: [...tokenizer.eosIds], maxLogprobs: options.limits.maxLogprobs });
+  const workerInit = (tokenizer: TextTokenizer, executionProvider: string): LaneInit => ({
+    model: path,
+    settings: { ...options.session, executionProviders: [executionProvider] },
+    hints,
+    options: laneOptions(tokenizer),
+    niceness: options.laneNiceness ?? 0,
+  });
   const lanes: Lane[] = [];
+  let decoder: OnnxDecoder | undefined;
   try {
-    const eos = idList(generationConfig.eos_token_id ?? config.eos_token_id);
-    const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfig, eos, shape.vocabSize);
-    const laneOptions = { eosIds: [...tokenizer.eosIds], maxLogprobs: options.limits.maxLogprobs };
-    if (count === 1) lanes.push(new LaneLoop(decoder, laneOptions));
-    else {
-      await decoder.close();
-      const init = { model: join(dir, graph), settings: { ...options.session, executionProviders: [executionProvider] }, hints, options: laneOptions, niceness: options.laneNiceness ?? 0 };
-      // The lanes load side by side; if one fails, the others are closed below and its reason is thrown.
-      const started = await Promise.allSettled(Array.from({ length: count }, () => WorkerLane.create(init)));
-      const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      lanes.push(...workers);
-      const failed = started.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      const refused = workers.map((w) => w.nicenessRefused).find((r) => r !== undefined);
-      if (refused) options.log.warn({ model: options.name, niceness: init.niceness, err: refused }, 'decode lanes run at the main thread\'s priority: lowering it was refused');
-      options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness }, 'decode lanes on worker threads');
+    let tokenizer: TextTokenizer;
+    let executionProvider = 'cpu';
+    const cpuLanes = laneCount(options.decodeLanes ?? 1, 'cpu');
+    // The vocabulary the tokenizer is checked against, when it is known before any session exists.
+    const vocab = registeredVocab(registered) ?? hints.vocabSize;
+    const early = onlyCpu(options.session) && cpuLanes > 1 && vocab !== undefined ? attempt(() => tokenizerFor(vocab)) : undefined;
+    if (early) {
+      // Lanes on worker threads straight away: the provider is the CPU, where lanes add cores, and nothing
+      // needs a session on this thread (each lane checks the graph; a check that fails keeps its reason).
+      tokenizer = early;
+      lanes.push(...(await startWorkerLanes(cpuLanes, workerInit(tokenizer, 'cpu'), options)));
+      // config.json can disagree with a graph that fixes its own logits width: the graph is what runs.
+      if (lanes[0]!.shape.vocabSize !== vocab) tokenizer = tokenizerFor(lanes[0]!.shape.vocabSize);
+    } else {
+      // A decoder on this thread checks the graph, finds the execution provider (`cuda,cpu` may fall back) and
+      // the vocabulary the tokenizer is checked against. It is the only lane when there is one; with several,
+      // every lane runs on a worker thread so that this thread's work for the callers (detokenizing, stop
+      // strings, streaming) never waits behind a step.
+      decoder = await OnnxDecoder.create(path, options.session, hints, options.log);
+      executionProvider = decoder.executionProvider;
+      tokenizer = tokenizerFor(decoder.shape.vocabSize);
+      const count = laneCount(options.decodeLanes ?? 1, executionProvider);
+      if (count === 1) lanes.push(new LaneLoop(decoder, laneOptions(tokenizer)));
+      else {
+        await decoder.close();
+        lanes.push(...(await startWorkerLanes(count, workerInit(tokenizer, executionProvider), options)));
+      }
+      decoder = undefined;
     }
     const notes: Record<string, string> = {};
     for (const [k, v] of Object.entries(config)) if (k.startsWith('maas_') && (typeof v === 'string' || typeof v === 'number')) notes[k] = String(v);
@@ -96,12 +112,47 @@ export async function loadGenerationModel(
       notes,
     });
     // Every lane holds its own copy of the weights.
-    const bytes = (await stat(join(dir, graph))).size * lanes.length;
+    const bytes = (await stat(path)).size * lanes.length;
     return { model, bytes, executionProvider };
   } catch (err) {
-    await Promise.all([decoder, ...lanes].map((d) => d.close().catch(() => undefined)));
+    await Promise.all([...(decoder ? [decoder] : []), ...lanes].map((d) => d.close().catch(() => undefined)));
     throw err;
   }
+}
+
+/** Starts `count` worker lanes side by side; if one fails, the others are closed and its reason is thrown. */
+async function startWorkerLanes(count: number, init: LaneInit, options: LoaderOptions & { name: string; version: number }): Promise<WorkerLane[]> {
+  const started = await Promise.allSettled(Array.from({ length: count }, () => WorkerLane.create(init)));
+  const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
+    throw failed.reason;
+  }
+  const refused = workers.map((w) => w.nicenessRefused).find((r) => r !== undefined);
+  if (refused) options.log.warn({ model: options.name, niceness: init.niceness, err: refused }, "decode lanes run at the main thread's priority: lowering it was refused");
+  options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness }, 'decode lanes on worker threads');
+  return workers;
+}
+
+/** The function's result, or undefined when it throws (the caller then takes the path that reports why). */
+function attempt<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the settings allow no execution provider but the CPU. */
+function onlyCpu(session: SessionSettings): boolean {
+  return session.executionProviders.every((p) => p.toLowerCase() === 'cpu');
+}
+
+/** The logits width the registry recorded for the graph (its last dimension), when it is fixed. */
+function registeredVocab(registered: { outputs: TensorSignature[] } | undefined): number | undefined {
+  const width = registered?.outputs.find((o) => o.name === 'logits')?.shape.at(-1);
+  return width !== undefined && width > 0 ? width : undefined;
 }
 
 /** Lanes for a setting: 0 means one per core (at most 4) on the cpu provider, where they add cores; else 1. */

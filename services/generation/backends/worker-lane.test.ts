@@ -1,7 +1,7 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../runtime/config.js';
 import { FailedPreconditionError, UnavailableError } from '../../runtime/errors.js';
 import { silentLogger } from '../../runtime/logger.js';
@@ -285,6 +285,56 @@ describe('a model with two lanes', () => {
     }
   });
 
+});
+
+describe('loading a model with several lanes on the CPU', () => {
+  const limits = () => engineLimits(loadConfig(spec, {}));
+
+  /** The tiny model's folder with its config.json's vocab_size set (or removed, for undefined). */
+  function variant(vocabSize: number | undefined): string {
+    const from = join(model, '..');
+    const dir = mkdtempSync(join(tmpdir(), 'maas-lanes-vocab-'));
+    for (const f of readdirSync(from)) if (f !== 'config.json') symlinkSync(join(from, f), join(dir, f));
+    const config = JSON.parse(readFileSync(join(from, 'config.json'), 'utf8')) as Record<string, unknown>;
+    if (vocabSize === undefined) delete config.vocab_size;
+    else config.vocab_size = vocabSize;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    return dir;
+  }
+
+  it('builds no session on this thread when the vocabulary is known beforehand, and one to find it otherwise', async () => {
+    // vocab_size as the graph has it; absent; smaller than the tokenizer's (wrong); larger than the graph's.
+    const cases: [number | undefined, number][] = [
+      [50257, 0],
+      [undefined, 1],
+      [40000, 1],
+      [60000, 0],
+    ];
+    const create = vi.spyOn(OnnxDecoder, 'create');
+    const outputs = [];
+    try {
+      for (const [vocab, sessionsHere] of cases) {
+        const dir = variant(vocab);
+        create.mockClear();
+        const loaded = await loadGenerationModel(dir, { session: SESSION, decodeLanes: 2, limits: limits(), log: silentLogger, name: 'tiny', version: 1 });
+        try {
+          expect([vocab, create.mock.calls.length]).toEqual([vocab, sessionsHere]);
+          expect(loaded.model.stats()).toMatchObject({ lanes: 2 });
+          const prepared = loaded.model.prepare({ prompt: 'Hello there' }, { temperature: 0, maxNewTokens: 6, ignoreEos: true });
+          const out: number[] = [];
+          for await (const c of loaded.model.generate(prepared, new AbortController().signal)) out.push(...c.tokenIds);
+          outputs.push(out);
+        } finally {
+          await loaded.model.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    } finally {
+      create.mockRestore();
+    }
+    expect(new Set(outputs.map((o) => o.join()))).toHaveLength(1);
+    expect(outputs[0]).toHaveLength(6);
+  });
 });
 
 describe('laneCount', () => {
