@@ -76,6 +76,45 @@ describe('Sampler', () => {
     [...kept].forEach((id, j) => expect(Math.abs((counts.get(id) ?? 0) / n - weights[j]! / total)).toBeLessThan(0.02));
   });
 
+  it('keeps exactly the tokens a full sort keeps, with many ties and cuts inside one bucket', () => {
+    // Logits on a grid: many tokens share a probability, so cuts fall inside runs of ties. Grids fine enough
+    // put several distinct probabilities in one of the sampler's buckets, and top-p then cuts inside the
+    // bucket top-k cut in.
+    const V = 300;
+    const cases: [number, Partial<SamplingParameters>][] = [
+      [4, { topK: 7 }],
+      [4, { topK: 40, topP: 0.6 }],
+      [4, { topK: 150, topP: 0.99 }],
+      [4, { topP: 0.3 }],
+      [4, { topP: 0.9, temperature: 0.5 }],
+      [4, { topK: 299, topP: 0.999 }],
+      [1000, { topK: 30, topP: 0.5 }],
+      [1e6, { topK: 60, topP: 0.7 }],
+    ];
+    for (const [c, [grid, over]] of cases.entries()) {
+      for (let seed = 1; seed <= 4; seed++) {
+        const rng = new Prng(seed * 100 + c);
+        const logits = Array.from({ length: V }, () => Math.round(rng.normal() * 2 * grid) / grid);
+        const p = { ...base, ...over };
+        const kept = referenceKept(logits, p);
+        const sampler = new Sampler(V, 0);
+        const seen = new Set<number>();
+        for (let i = 0; i < 4000; i++) seen.add(draw(sampler, logits, p, rng));
+        expect([...seen].filter((t) => !kept.has(t))).toEqual([]);
+        // Every kept token of at least 0.5% of the kept mass shows up.
+        const weights = [...kept].map((i) => Math.exp((logits[i]! - Math.max(...logits)) / p.temperature));
+        const total = weights.reduce((a, b) => a + b, 0);
+        expect([...kept].filter((t, j) => weights[j]! / total > 0.005 && !seen.has(t))).toEqual([]);
+      }
+    }
+    // All equally likely: top-k 5 keeps ids 0-4, then top-p 0.5 of those keeps ids 0-2.
+    const sampler = new Sampler(10, 0);
+    const seen = new Set<number>();
+    const rng = new Prng(8);
+    for (let i = 0; i < 500; i++) seen.add(draw(sampler, new Array(10).fill(1), { ...base, topK: 5, topP: 0.5 }, rng));
+    expect([...seen].sort()).toEqual([0, 1, 2]);
+  });
+
   it('keeps the lower ids among equally likely tokens at the top-k cut', () => {
     const sampler = new Sampler(10, 0);
     const seen = new Set<number>();

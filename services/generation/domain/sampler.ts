@@ -6,18 +6,20 @@
 // positive logits, multiply negative ones) covers prompt and output tokens; presence and frequency
 // penalties (OpenAI's) cover output tokens; top-k then top-p keep the most likely tokens in descending
 // order (ties: lower id first) until k tokens / a probability mass of p is reached.
-// Top-k/top-p avoid a full sort: probabilities are bucketed by the top 16 bits of their float32 encoding
-// (monotonic for non-negative floats, so buckets are ordered, each kept as a linked list of its ids), and only
-// the bucket that straddles the cut is sorted.
+// Top-k/top-p avoid a full sort. The float32 encoding of a probability in [0, 1] orders like the value, so its
+// top bits are ordered buckets: the pass that computes the probabilities also counts and sums them per octave
+// (the 8 exponent bits: 128 buckets, small enough to stay in L1 cache), a second pass splits the one octave
+// the cut falls in by the next 8 bits, and only the sub-bucket the cut falls in is sorted.
 import { expNonPositive } from './fast-exp.js';
 import type { Prng } from './prng.js';
 import type { SamplingParameters } from './params.js';
 
-/**
- * Probabilities are exp(logit - max) in (0, 1], so their float32 encodings' top 16 bits run from 0 to
- * 0x3f80 (the encoding of 1.0): one bucket each.
- */
-const BUCKETS = 0x3f81;
+/** Octaves of a probability in [0, 1]: the exponent field of its float32 encoding, 0 (zero) to 127 (1.0). */
+const OCTAVES = 128;
+/** Sub-buckets of one octave: the next 8 bits of the encoding. */
+const SUBS = 256;
+/** A token's bucket key, octave and sub-bucket together: the top 16 bits below the sign (`bits >>> 15`). */
+const KEY_SHIFT = 15;
 
 /** Per-sequence token statistics for the penalties (allocated only when a penalty is active). */
 export class PenaltyState {
@@ -64,13 +66,13 @@ export class Sampler {
   /** Unnormalized probabilities of the current row. */
   private readonly probs: Float32Array;
   private readonly probBits: Uint32Array;
-  private readonly bucketCount = new Int32Array(BUCKETS);
-  private readonly bucketMass = new Float64Array(BUCKETS);
+  private readonly octaveCount = new Int32Array(OCTAVES);
+  private readonly octaveMass = new Float64Array(OCTAVES);
+  private readonly subCount = new Int32Array(SUBS);
+  private readonly subMass = new Float64Array(SUBS);
+  /** Ids of the octave being split; then, from `cutStart`, the cut bucket's ids (descending probability). */
   private readonly members: Int32Array;
   private readonly keys: Float64Array;
-  /** Members of each bucket of the current row as linked lists: first id, then the next id of each (-1 ends). */
-  private readonly bucketHead = new Int32Array(BUCKETS);
-  private readonly nextInBucket: Int32Array;
   /** The raw row, kept when log probabilities are asked for and penalties change the row. */
   private readonly raw: Float32Array;
 
@@ -88,9 +90,8 @@ export class Sampler {
     if (vocabSize >= 1 << 20) throw new Error(`vocabulary of ${vocabSize} tokens is larger than the sampler supports (2^20)`);
     this.probs = new Float32Array(vocabSize);
     this.probBits = new Uint32Array(this.probs.buffer);
-    this.members = new Int32Array(vocabSize);
+    this.members = new Int32Array(2 * vocabSize);
     this.keys = new Float64Array(vocabSize);
-    this.nextInBucket = new Int32Array(vocabSize);
     this.raw = new Float32Array(vocabSize);
     this.topIds = new Int32Array(Math.max(1, maxLogprobs));
     this.topLogprobs = new Float32Array(Math.max(1, maxLogprobs));
@@ -147,31 +148,27 @@ export class Sampler {
   }
 
   /**
-   * Temperature, then top-k and top-p, then a draw. One pass computes the probabilities and their bucket
-   * histogram with per-bucket lists of ids; the cuts walk the buckets and sort only the bucket they fall in;
-   * the draw walks bucket masses, then one bucket's list. The visiting order is fixed (buckets descending, ids
-   * within a bucket in list order), so draws are reproducible and follow the kept distribution exactly.
+   * Temperature, then top-k and top-p, then a draw. The kept tokens are those whose bucket key is above the
+   * cut bucket's, and the first `take` of the cut bucket's tokens in descending order (lower id first on
+   * ties). The draw visits them in a fixed order (ids ascending above the cut, then the cut bucket's in
+   * order), so draws are reproducible and follow the kept distribution exactly.
    */
   private draw(logits: Float32Array, offset: number, params: SamplingParameters, rng: Prng): number {
     const V = this.vocabSize;
     const probs = this.probs;
     const bits = this.probBits;
-    const head = this.bucketHead;
-    const nextInBucket = this.nextInBucket;
-    const count = this.bucketCount;
-    const mass = this.bucketMass;
-    const members = this.members;
-    this.lastSortedBucket = -1;
 
     let max = -Infinity;
     for (let i = 0; i < V; i++) if (logits[offset + i]! > max) max = logits[offset + i]!;
     const inv = 1 / params.temperature;
-    if ((params.topK === 0 || params.topK >= V) && params.topP >= 1) {
+    const k = params.topK > 0 && params.topK < V ? params.topK : V;
+    if (k === V && params.topP >= 1) {
       // No cut: a draw over every token in id order, no buckets needed.
       let sum = 0;
       for (let i = 0; i < V; i++) {
-        probs[i] = expNonPositive((logits[offset + i]! - max) * inv);
-        sum += probs[i]!;
+        const e = Math.fround(expNonPositive((logits[offset + i]! - max) * inv));
+        probs[i] = e;
+        sum += e;
       }
       const target = rng.next() * sum;
       let run = 0;
@@ -181,120 +178,141 @@ export class Sampler {
       }
       return V - 1;
     }
-    count.fill(0);
-    mass.fill(0);
-    head.fill(-1);
+    const octaveCount = this.octaveCount.fill(0);
+    const octaveMass = this.octaveMass.fill(0);
     let total = 0;
-    let lowest = BUCKETS - 1;
     for (let i = 0; i < V; i++) {
-      probs[i] = expNonPositive((logits[offset + i]! - max) * inv);
-      const e = probs[i]!;
-      const b = bits[i]! >>> 16;
-      nextInBucket[i] = head[b]!;
-      head[b] = i;
-      count[b]!++;
-      mass[b]! += e;
+      // As stored (float32), so that every later sum of probs[] agrees with these.
+      const e = Math.fround(expNonPositive((logits[offset + i]! - max) * inv));
+      probs[i] = e;
+      const o = bits[i]! >>> 23;
+      octaveCount[o]!++;
+      octaveMass[o]! += e;
       total += e;
-      if (b < lowest) lowest = b;
     }
 
-    // Top-k: the bucket holding the k-th largest probability, and how many of its members make the cut.
-    const k = params.topK > 0 && params.topK < V ? params.topK : V;
-    let threshold = -1;
-    let take = 0;
+    // Top-k: the cut where the count of kept tokens reaches k.
     let keptMass = total;
+    let cut = -1;
     if (k < V) {
-      let seen = 0;
-      let above = 0;
-      for (let b = BUCKETS - 1; b >= 0; b--) {
-        if (seen + count[b]! >= k) {
-          threshold = b;
-          take = k - seen;
-          break;
-        }
-        seen += count[b]!;
-        above += mass[b]!;
-      }
-      const n = this.sortBucket(threshold);
-      let partial = 0;
-      for (let j = 0; j < take; j++) partial += probs[members[n - 1 - j]!]!;
-      keptMass = above + partial;
-      lowest = threshold;
+      cut = this.locate(k, false);
+      keptMass = this.aboveMass + this.takenMass;
     }
-
-    // Top-p within what top-k kept: descending until the kept mass reaches p of it.
+    // Top-p within what top-k kept: the cut where the kept mass, in descending order, reaches p of it.
     if (params.topP < 1) {
       const target = params.topP * keptMass;
-      let acc = 0;
-      for (let b = BUCKETS - 1; b >= lowest; b--) {
-        const inBucket = b === threshold ? take : count[b]!;
-        if (inBucket === 0) continue;
-        const bucketMass = b === threshold ? keptMass - acc : mass[b]!;
-        if (acc + bucketMass < target && b !== lowest) {
-          acc += bucketMass;
-          continue;
-        }
-        const n = this.sortBucket(b);
+      if (cut >= 0 && target > this.aboveMass) {
+        // Inside top-k's cut bucket: fewer of its tokens.
+        let acc = this.aboveMass;
         let t = 0;
-        while (t < inBucket) {
-          acc += probs[members[n - 1 - t]!]!;
+        while (t < this.take) {
+          acc += probs[this.members[this.cutStart + t]!]!;
           t++;
           if (acc >= target) break;
         }
-        threshold = b;
-        take = t;
+        this.take = t;
         keptMass = acc;
-        break;
+      } else {
+        cut = this.locate(target, true);
+        keptMass = this.aboveMass + this.takenMass;
       }
     }
 
-    // The draw: whole buckets above the threshold, then the kept members of the threshold bucket.
+    // The draw: the tokens above the cut bucket in id order, then the cut bucket's kept ones in order.
     const u = rng.next() * keptMass;
     let acc = 0;
-    for (let b = BUCKETS - 1; b > threshold; b--) {
-      if (count[b] === 0) continue;
-      if (acc + mass[b]! <= u && b > lowest) {
-        acc += mass[b]!;
-        continue;
-      }
-      let last = -1;
-      for (let i = head[b]!; i >= 0; i = nextInBucket[i]!) {
-        acc += probs[i]!;
-        last = i;
-        if (acc > u) return i;
-      }
-      if (threshold < 0 || b === lowest) return last;
+    let last = -1;
+    for (let i = 0; i < V; i++) {
+      if (bits[i]! >>> KEY_SHIFT <= cut) continue;
+      acc += probs[i]!;
+      last = i;
+      if (acc > u) return i;
     }
-    const n = this.sortBucket(threshold);
-    let last = members[n - 1]!;
-    for (let j = 0; j < take; j++) {
-      last = members[n - 1 - j]!;
+    for (let t = 0; t < this.take; t++) {
+      last = this.members[this.cutStart + t]!;
       acc += probs[last]!;
       if (acc > u) return last;
     }
     return last;
   }
 
-  /** Length of the last sorted bucket's member list (members[0, lastSorted), ascending). */
-  private lastSorted = 0;
-  private lastSortedBucket = -1;
+  /** After locate(): mass of the tokens above the cut bucket, and of the cut bucket's `take` kept ones. */
+  private aboveMass = 0;
+  private takenMass = 0;
+  private take = 0;
+  /** Where the cut bucket's ids start in `members`. */
+  private cutStart = 0;
 
   /**
-   * Collects the members of bucket b into `members`, ascending by probability (ties: higher id first, so
-   * that reading from the end gives descending probability with lower ids first). Returns their count.
+   * Finds where, going down from the most likely token, the count of tokens (byMass false) or their mass
+   * (byMass true) first reaches `limit`: returns the key of the bucket that token is in, and sets `take` (how
+   * many of that bucket's tokens are kept), the bucket's ids in descending order at `cutStart`, `aboveMass`
+   * and `takenMass`. Needs the octave histogram of the current row.
    */
-  private sortBucket(b: number): number {
-    if (b === this.lastSortedBucket) return this.lastSorted;
+  private locate(limit: number, byMass: boolean): number {
+    const V = this.vocabSize;
     const bits = this.probBits;
+    const probs = this.probs;
+    // The octave the limit falls in (the lowest non-empty one if rounding leaves it short).
+    let reached = 0;
+    let above = 0;
+    let octave = -1;
+    for (let o = OCTAVES - 1; o >= 0; o--) {
+      const n = this.octaveCount[o]!;
+      if (n === 0) continue;
+      const add = byMass ? this.octaveMass[o]! : n;
+      octave = o;
+      if (reached + add >= limit) break;
+      reached += add;
+      above += this.octaveMass[o]!;
+    }
+    // Its tokens, split into sub-buckets.
+    const members = this.members;
+    const subCount = this.subCount.fill(0);
+    const subMass = this.subMass.fill(0);
+    let m = 0;
+    for (let i = 0; i < V; i++) {
+      const b = bits[i]!;
+      if (b >>> 23 !== octave) continue;
+      members[m++] = i;
+      const s = (b >>> KEY_SHIFT) & (SUBS - 1);
+      subCount[s]!++;
+      subMass[s]! += probs[i]!;
+    }
+    let sub = -1;
+    for (let s = SUBS - 1; s >= 0; s--) {
+      const n = subCount[s]!;
+      if (n === 0) continue;
+      const add = byMass ? subMass[s]! : n;
+      sub = s;
+      if (reached + add >= limit) break;
+      reached += add;
+      above += subMass[s]!;
+    }
+    // The cut bucket's tokens, sorted: descending probability, lower id first on ties.
+    const key = (octave << 8) | sub;
     const keys = this.keys;
     let n = 0;
-    for (let i = this.bucketHead[b]!; i >= 0; i = this.nextInBucket[i]!) keys[n++] = (bits[i]! & 0xffff) * 1048576 + (1048575 - i);
-    const view = keys.subarray(0, n);
-    view.sort();
-    for (let j = 0; j < n; j++) this.members[j] = 1048575 - (view[j]! % 1048576);
-    this.lastSorted = n;
-    this.lastSortedBucket = b;
-    return n;
+    for (let j = 0; j < m; j++) {
+      const i = members[j]!;
+      if (bits[i]! >>> KEY_SHIFT === key) keys[n++] = (bits[i]! & 0x7fff) * 1048576 + (1048575 - i);
+    }
+    const sorted = keys.subarray(0, n).sort();
+    this.cutStart = m;
+    for (let j = 0; j < n; j++) members[m + j] = 1048575 - (sorted[n - 1 - j]! % 1048576);
+    let take = 0;
+    let taken = 0;
+    while (take < n) {
+      const p = probs[members[m + take]!]!;
+      take++;
+      taken += p;
+      if (reached + (byMass ? p : 1) >= limit) break;
+      reached += byMass ? p : 1;
+    }
+    this.take = take;
+    this.aboveMass = above;
+    this.takenMass = taken;
+    return key;
   }
 }
 
