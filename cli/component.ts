@@ -33,8 +33,8 @@ export interface ComponentSpec {
   port: number;
   /** Default Prometheus port (MAAS_METRICS_PORT). */
   metricsPort: number;
-  /** Other ports the component listens on, by name (the gateway's HTTP port), shown in the table. */
-  extraPorts?: Record<string, number>;
+  /** Other ports the component listens on, by name (the gateway's HTTP port), and the variable that sets each. */
+  extraPorts?: Record<string, { port: number; variable: string }>;
   /** Extra environment for the process, given the addresses of the components started before it. */
   env?(mesh: MeshAddresses, dataDir: string): Record<string, string>;
   /**

@@ -2,6 +2,7 @@
 // order (registry first, then the model services with their default models prepared, then the gateway),
 // each awaited until SERVING. Ctrl-C (or SIGTERM) drains and stops them all, gateway first.
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { ComponentSpec, MeshAddresses } from './component.js';
 import { components as allComponents } from './components.js';
@@ -38,6 +39,18 @@ export async function startMesh(options: UpOptions): Promise<RunningMesh> {
   mkdirSync(logDir, { recursive: true });
   const log = createLogger('maas-up', 'warn');
   const selected = allComponents.filter((c) => !options.only || options.only.includes(c.name));
+  // Every fixed port checked before anything starts: a port another process holds fails here, with how to
+  // choose another, rather than after half the mesh is up.
+  const busy = await busyPorts(plannedPorts(selected, options.ports ?? {}));
+  if (busy.length > 0) {
+    throw new Error(
+      [
+        'these ports are in use by other processes, so nothing was started:',
+        ...busy.map((p) => `  127.0.0.1:${p.port}  ${p.what}  (another port: ${p.choose})`),
+        '`ss -ltnp` shows which process holds a port; `--<component>-port 0` lets a component take free ports.',
+      ].join('\n'),
+    );
+  }
   const addresses: MeshAddresses = { grpc: {} };
   const processes: Launched[] = [];
   const logs: WriteStream[] = [];
@@ -94,7 +107,12 @@ export async function up(options: UpOptions): Promise<number> {
   const rows: string[][] = [];
   for (const c of allComponents.filter((x) => mesh.addresses.grpc[x.name])) {
     const address = mesh.addresses.grpc[c.name]!;
-    const extra = Object.entries(c.extraPorts ?? {}).map(([k, v]) => `${k} 127.0.0.1:${v}`).join(', ');
+    const extra = Object.entries(c.extraPorts ?? {})
+      .map(([k, v]) => {
+        const port = extraPort(v);
+        return port === 0 ? `${k}: a free port (see its log)` : `${k} 127.0.0.1:${port}`;
+      })
+      .join(', ');
     const models = c.describe ? await c.describe(address).catch((e: unknown) => `(could not list: ${String(e)})`) : '';
     rows.push([c.name, address, extra, models]);
   }
@@ -127,6 +145,44 @@ export async function up(options: UpOptions): Promise<number> {
   await mesh.stop();
   print('stopped');
   return why === 'stop' ? 0 : 1;
+}
+
+interface PlannedPort {
+  port: number;
+  what: string;
+  /** How to choose another. */
+  choose: string;
+}
+
+/** The fixed (non-zero) ports the components will listen on: gRPC, metrics, and their other ports. */
+function plannedPorts(selected: ComponentSpec[], overrides: Record<string, number>): PlannedPort[] {
+  const metricsOn = process.env.MAAS_METRICS_ENABLED !== 'false';
+  return selected.flatMap((c) => {
+    const grpc = overrides[c.name] ?? c.port;
+    const metrics = overrides[c.name] === 0 ? 0 : c.metricsPort;
+    return [
+      { port: grpc, what: `${c.name} gRPC`, choose: `--${c.name}-port N` },
+      ...(metricsOn ? [{ port: metrics, what: `${c.name} metrics`, choose: `--${c.name}-port 0, or MAAS_METRICS_ENABLED=false` }] : []),
+      ...Object.entries(c.extraPorts ?? {}).map(([name, p]) => ({ port: extraPort(p), what: `${c.name} ${name}`, choose: `${p.variable}=N` })),
+    ].filter((p) => p.port !== 0);
+  });
+}
+
+function extraPort(p: { port: number; variable: string }): number {
+  const set = process.env[p.variable];
+  return set !== undefined && set !== '' ? Number(set) : p.port;
+}
+
+/** The planned ports that cannot be bound on 127.0.0.1 now. */
+async function busyPorts(planned: PlannedPort[]): Promise<PlannedPort[]> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+    });
+  const results = await Promise.all(planned.map(async (p) => ((await free(p.port)) ? undefined : p)));
+  return results.filter((p): p is PlannedPort => p !== undefined);
 }
 
 export function defaultDataDir(): string {

@@ -388,7 +388,7 @@ describe.each(overlays)('overlay %s', (overlay) => {
       const expected: Record<string, number> = {
         grpc: Number(env.MAAS_PORT ?? component.port),
         metrics: Number(env.MAAS_METRICS_PORT ?? component.metricsPort),
-        ...component.extraPorts,
+        ...Object.fromEntries(Object.entries(component.extraPorts ?? {}).map(([k, v]) => [k, v.port])),
       };
       const declared = Object.fromEntries((c.ports ?? []).map((p) => [p.name ?? String(p.containerPort), p.containerPort]));
       expect(declared, `${name} container ports`).toEqual(expected);

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { components } from '../cli/components.js';
@@ -45,4 +46,24 @@ describe('maas up', () => {
     expect(await exited).toBe(0);
     expect(out).toContain('stopped');
   }, 900_000);
+
+  it('starts nothing when a port it needs is taken, and says which and how to choose another', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const taken = (holder.address() as AddressInfo).port;
+    try {
+      const ports = components.flatMap((c) => [`--${c.name}-port`, c.name === 'embeddings' ? String(taken) : '0']);
+      const run = spawnSync(process.execPath, ['bin/maas.js', 'up', '--data-dir', dataDir, ...ports], {
+        cwd: ROOT,
+        env: { ...process.env, MAAS_GATEWAY_HTTP_PORT: '0' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(`127.0.0.1:${taken}  embeddings gRPC  (another port: --embeddings-port N)`);
+      expect(run.stdout).not.toMatch(/SERVING/);
+    } finally {
+      holder.close();
+    }
+  });
 });
