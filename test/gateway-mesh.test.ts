@@ -417,6 +417,34 @@ describe('the gateway in front of the mesh', () => {
       }
     });
 
+    it("tokenizes with vLLM's /tokenize, for a generation model (prompt or chat) and for an embedding model", async () => {
+      const direct = createClient(GenerationServiceClient, services.generation!.address);
+      const embed = createClient(EmbeddingServiceClient, services.embeddings!.address);
+      const tokenize = async (body: object) => {
+        const res = await fetch(`http://127.0.0.1:${httpPort}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, json: (await res.json()) as { count: number; max_model_len: number; tokens: number[]; token_strs?: string[]; error?: { param: string } } };
+      };
+      try {
+        const expected = await unary(direct.tokenize.bind(direct), { model: { name: 'gpt2-mini' }, text: 'And God said', messages: [] });
+        const info = await unary(direct.countTokens.bind(direct), { model: { name: 'gpt2-mini' }, prompt: 'And God said', messages: [] });
+        const byPrompt = await tokenize({ model: 'gpt2-mini', prompt: 'And God said', return_token_strs: true });
+        expect(byPrompt.json).toEqual({ count: expected.tokens.length, max_model_len: info.contextLength, tokens: expected.tokens.map((t) => t.id), token_strs: expected.tokens.map((t) => t.text) });
+        // The default model is the generation service's; a chat renders with its template, as a chat completion does.
+        const messages = [{ role: 'user', content: 'Hello' }];
+        const chat = await unary(direct.tokenize.bind(direct), { model: { name: '' }, text: '', messages });
+        expect((await tokenize({ messages })).json.tokens).toEqual(chat.tokens.map((t) => t.id));
+        const embedded = await unary(embed.tokenize.bind(embed), { model: { name: 'glove-100d' }, inputs: ['a cat sat'], truncate: false, truncationDirection: 0 });
+        const byEmbedding = await tokenize({ model: 'glove-100d', prompt: 'a cat sat' });
+        expect(byEmbedding.json.tokens).toEqual(embedded.inputs[0]!.tokens.map((t) => t.id));
+        expect(byEmbedding.json.max_model_len).toBeGreaterThan(0);
+        expect((await tokenize({ model: 'gpt2-mini', prompt: 'x', messages })).status).toBe(400);
+        expect((await tokenize({ model: 'ppocr-v4', prompt: 'x' })).status).toBe(400);
+      } finally {
+        direct.close();
+        embed.close();
+      }
+    });
+
     it('lists the models of the services it fronts', async () => {
       const ids = [];
       for await (const m of openai().models.list()) ids.push(m.id);
@@ -622,6 +650,16 @@ describe('the gateway in front of the mesh', () => {
       expect((await client.embeddings.create({ model: 'glove-100d', input: 'x' })).data).toHaveLength(1);
       const denied = await new OpenAI({ baseURL: `http://127.0.0.1:${authed.httpPort}/v1`, apiKey: 'nope', maxRetries: 0 }).embeddings.create({ model: 'glove-100d', input: 'x' }).catch((e) => e);
       expect(denied).toBeInstanceOf(OpenAI.AuthenticationError);
+      // /tokenize takes the same admission as /v1.
+      const tokenize = (key: string | undefined) =>
+        fetch(`http://127.0.0.1:${authed.httpPort}/tokenize`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+          body: JSON.stringify({ model: 'glove-100d', prompt: 'x' }),
+        });
+      expect((await tokenize(undefined)).status).toBe(401);
+      expect((await tokenize(keys.reader)).status).toBe(403);
+      expect((await tokenize(keys.infer)).status).toBe(200);
     });
   });
 });

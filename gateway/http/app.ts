@@ -1,6 +1,6 @@
 // The OpenAI-compatible HTTP API (fastify): /v1/embeddings, /v1/completions, /v1/chat/completions (with
-// server-sent events), /v1/models, plus /healthz and /readyz. Every /v1 request passes the same admission as
-// gRPC calls (credentials, scope `infer`, rate and concurrency limits), continues the caller's W3C trace
+// server-sent events), /v1/models, vLLM's /tokenize, plus /healthz and /readyz. Every API request (/v1 and
+// /tokenize) passes the same admission as gRPC calls (credentials, scope `infer`, rate and concurrency limits), continues the caller's W3C trace
 // context, and calls the services through the gateway's routing; errors come back in OpenAI's shape.
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -21,6 +21,7 @@ import type { HttpListener } from '../server.js';
 import { complete, completeStreaming, completionsFieldName } from './completions.js';
 import type { ApiContext, RequestContext } from './context.js';
 import { createEmbeddings, embeddingsFieldName } from './embeddings.js';
+import { tokenize } from './tokenize.js';
 import { parseModelName } from './models.js';
 import { invalidRequest, openAiError, type OpenAiError } from './openai-errors.js';
 import { EventStream } from './sse.js';
@@ -44,7 +45,13 @@ const FIELD_NAMES: Record<string, (name: string) => string> = {
   '/v1/embeddings': embeddingsFieldName,
   '/v1/completions': (name) => completionsFieldName(name, false),
   '/v1/chat/completions': (name) => completionsFieldName(name, true),
+  '/tokenize': (name) => (name === 'text' || /^inputs(\[0\])?$/.test(name) ? 'prompt' : name),
 };
+
+/** The routes that take admission (auth, scope `infer`, the concurrency limit): the API, not the probes. */
+function isApiUrl(url: string): boolean {
+  return url.startsWith('/v1/') || url === '/tokenize' || url.startsWith('/tokenize?');
+}
 
 /** Tasks each pool serves, for /v1/models. */
 const POOL_TASKS: Record<string, ModelTaskName[]> = { embeddings: ['embedding'], generation: ['generation'], vision: ['ocr', 'image_classification'] };
@@ -79,7 +86,7 @@ export function createHttpApi(options: HttpApiOptions): HttpListener & { app: Fa
 
   // Admission and per-request context for the API routes.
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/')) return;
+    if (!isApiUrl(req.url)) return;
     if (draining) throw new UnavailableError('the gateway is draining; retry on another gateway replica', 0);
     const principal = await admission.authenticate(req.headers.authorization);
     admission.check(principal, 'infer');
@@ -127,6 +134,7 @@ export function createHttpApi(options: HttpApiOptions): HttpListener & { app: Fa
   };
 
   app.post('/v1/embeddings', async (req) => traced(req, '/v1/embeddings', () => createEmbeddings(body(req), api, req.maas!)));
+  app.post('/tokenize', async (req) => traced(req, '/tokenize', () => tokenize(body(req), api, req.maas!)));
 
   for (const [path, chat] of [
     ['/v1/completions', false],

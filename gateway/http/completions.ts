@@ -183,7 +183,7 @@ function readPrompt(prompt: unknown): string {
   throw InvalidArgumentError.field('prompt', 'must be a non-empty string');
 }
 
-function readMessages(messages: unknown): ChatMessage[] {
+export function readMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) throw InvalidArgumentError.field('messages', 'must be a non-empty list');
   return messages.map((m: unknown, i) => {
     const msg = m as { role?: unknown; content?: unknown };

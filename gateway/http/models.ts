@@ -10,6 +10,8 @@ export interface ResolvedModel {
   affinity: string | undefined;
   /** Shown in responses. */
   display: string;
+  /** The model's task, when the directory knows it (the endpoint's first task for the default model). */
+  task: ModelTaskName;
 }
 
 export function parseModelName(model: unknown): ModelRefLike {
@@ -23,16 +25,19 @@ export function parseModelName(model: unknown): ModelRefLike {
   return { name: model };
 }
 
-export async function resolveModel(directory: ModelDirectory, model: unknown, task: ModelTaskName, endpoint: string): Promise<ResolvedModel> {
+/** Resolves a model name for an endpoint that serves `task` (or any of several tasks, the first the default). */
+export async function resolveModel(directory: ModelDirectory, model: unknown, task: ModelTaskName | ModelTaskName[], endpoint: string): Promise<ResolvedModel> {
+  const tasks = Array.isArray(task) ? task : [task];
   const ref = parseModelName(model);
-  if (ref.name === '') return { ref, affinity: '', display: '' };
+  if (ref.name === '') return { ref, affinity: '', display: '', task: tasks[0]! };
   const r = await directory.resolve(ref);
   if (r.status === 'not_found') throw new NotFoundError('model', r.name, r.message);
   if (r.status === 'found') {
-    if (r.task !== 'unknown' && r.task !== task) {
-      throw new FailedPreconditionError(`model "${r.name}" is a ${r.task} model; ${endpoint} needs a ${task} model`, [{ type: 'TASK', subject: r.name, description: `task is ${r.task}` }]);
+    if (r.task !== 'unknown' && !tasks.includes(r.task)) {
+      const wanted = tasks.join(' or ');
+      throw new FailedPreconditionError(`model "${r.name}" is a ${r.task} model; ${endpoint} needs a ${wanted} model`, [{ type: 'TASK', subject: r.name, description: `task is ${r.task}` }]);
     }
-    return { ref, affinity: `${r.name}@${r.version}`, display: typeof model === 'string' ? model : r.name };
+    return { ref, affinity: `${r.name}@${r.version}`, display: typeof model === 'string' ? model : r.name, task: r.task === 'unknown' ? tasks[0]! : r.task };
   }
-  return { ref, affinity: ref.name, display: ref.name };
+  return { ref, affinity: ref.name, display: ref.name, task: tasks[0]! };
 }
