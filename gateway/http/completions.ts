@@ -17,7 +17,7 @@ import { InvalidArgumentError } from '../../services/runtime/errors.js';
 import { optionalBoolean, optionalInt, optionalNumber, type Body } from './fields.js';
 import type { Usage } from '../../gen/maas/common/v1/usage.js';
 import { resolveModel, type ResolvedModel } from './models.js';
-import type { ApiContext, RequestContext } from './context.js';
+import { callService, type ApiContext, type RequestContext } from './context.js';
 import type { EventStream } from './sse.js';
 
 const GENERATE = '/maas.generation.v1.GenerationService/Generate';
@@ -82,12 +82,10 @@ async function prepare(body: Body, api: ApiContext, chat: boolean): Promise<Prep
 /** A whole completion (`stream` false). */
 export async function complete(body: Body, api: ApiContext, rc: RequestContext, chat: boolean): Promise<object> {
   const p = await prepare(body, api, chat);
-  const pool = api.pools.get('generation');
-  const deadline = rc.deadline(GENERATE);
-  const res: GenerateResponse = await api.caller.unary({ pool, affinity: p.model.affinity, idempotent: true, deadline, signal: rc.signal }, (replica) => {
-    const client = pool!.client(replica, GenerationServiceClient);
-    return unary(client.generate.bind(client), { model: p.model.ref, prompt: p.prompt, messages: p.messages, parameters: p.parameters }, { signal: rc.signal, deadline });
-  });
+  const target = { pool: 'generation', client: GenerationServiceClient, method: GENERATE, affinity: p.model.affinity };
+  const res: GenerateResponse = await callService(api, rc, target, (c, o) =>
+    unary(c.generate.bind(c), { model: p.model.ref, prompt: p.prompt, messages: p.messages, parameters: p.parameters }, o),
+  );
   const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const modelName = p.model.display || res.model?.name || '';

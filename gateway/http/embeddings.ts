@@ -5,7 +5,7 @@ import { unary } from '../../services/runtime/client.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
 import { optionalInt, type Body } from './fields.js';
 import { resolveModel } from './models.js';
-import type { ApiContext, RequestContext } from './context.js';
+import { callService, type ApiContext, type RequestContext } from './context.js';
 
 interface EmbeddingsBody extends Body {
   input?: unknown;
@@ -21,14 +21,8 @@ export async function createEmbeddings(body: EmbeddingsBody, api: ApiContext, rc
   if (format !== 'float' && format !== 'base64') throw InvalidArgumentError.field('encoding_format', 'must be "float" or "base64"');
   const dimensions = optionalInt(body, 'dimensions', 1);
   const model = await resolveModel(api.directory, body.model, 'embedding', '/v1/embeddings');
-  const pool = api.pools.get('embeddings');
-  const res: EmbedResponse = await api.caller.unary(
-    { pool, affinity: model.affinity, idempotent: true, deadline: rc.deadline('/maas.embeddings.v1.EmbeddingService/Embed'), signal: rc.signal },
-    (replica) => {
-      const client = pool!.client(replica, EmbeddingServiceClient);
-      return unary(client.embed.bind(client), { model: model.ref, inputs, dimensions, truncate: false, truncationDirection: 0 }, { signal: rc.signal, deadline: rc.deadline('/maas.embeddings.v1.EmbeddingService/Embed') });
-    },
-  );
+  const target = { pool: 'embeddings', client: EmbeddingServiceClient, method: '/maas.embeddings.v1.EmbeddingService/Embed', affinity: model.affinity };
+  const res: EmbedResponse = await callService(api, rc, target, (c, o) => unary(c.embed.bind(c), { model: model.ref, inputs, dimensions, truncate: false, truncationDirection: 0 }, o));
   return {
     object: 'list',
     data: res.embeddings.map((e) => ({

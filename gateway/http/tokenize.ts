@@ -7,7 +7,7 @@ import { EmbeddingServiceClient } from '../../gen/maas/embeddings/v1/embeddings.
 import { GenerationServiceClient, type ChatMessage } from '../../gen/maas/generation/v1/generation.js';
 import { unary } from '../../services/runtime/client.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
-import type { ApiContext, RequestContext } from './context.js';
+import { callService, type ApiContext, type RequestContext } from './context.js';
 import { readMessages } from './completions.js';
 import { optionalBoolean, type Body } from './fields.js';
 import { resolveModel } from './models.js';
@@ -26,24 +26,18 @@ export async function tokenize(body: Body, api: ApiContext, rc: RequestContext):
   let maxModelLen: number;
   if (model.task === 'embedding') {
     if (hasMessages) throw InvalidArgumentError.field('messages', 'an embedding model tokenizes a prompt, not chat messages');
-    const pool = api.pools.get('embeddings');
-    const deadline = rc.deadline('/maas.embeddings.v1.EmbeddingService/Tokenize');
-    const call = <T>(f: (client: EmbeddingServiceClient) => Promise<T>) =>
-      api.caller.unary({ pool, affinity: model.affinity, idempotent: true, deadline, signal: rc.signal }, (replica) => f(pool!.client(replica, EmbeddingServiceClient)));
+    const at = (method: string) => ({ pool: 'embeddings', client: EmbeddingServiceClient, method: `/maas.embeddings.v1.EmbeddingService/${method}`, affinity: model.affinity });
     const [tokenized, info] = await Promise.all([
-      call((c) => unary(c.tokenize.bind(c), { model: model.ref, inputs: [prompt], addSpecialTokens, truncate: false, truncationDirection: 0 }, { signal: rc.signal, deadline })),
-      call((c) => unary(c.getModelInfo.bind(c), { model: model.ref }, { signal: rc.signal, deadline })),
+      callService(api, rc, at('Tokenize'), (c, o) => unary(c.tokenize.bind(c), { model: model.ref, inputs: [prompt], addSpecialTokens, truncate: false, truncationDirection: 0 }, o)),
+      callService(api, rc, at('GetModelInfo'), (c, o) => unary(c.getModelInfo.bind(c), { model: model.ref }, o)),
     ]);
     tokens = tokenized.inputs[0]?.tokens ?? [];
     maxModelLen = info.info?.maxInputTokens ?? 0;
   } else {
-    const pool = api.pools.get('generation');
-    const deadline = rc.deadline('/maas.generation.v1.GenerationService/Tokenize');
-    const call = <T>(f: (client: GenerationServiceClient) => Promise<T>) =>
-      api.caller.unary({ pool, affinity: model.affinity, idempotent: true, deadline, signal: rc.signal }, (replica) => f(pool!.client(replica, GenerationServiceClient)));
+    const at = (method: string) => ({ pool: 'generation', client: GenerationServiceClient, method: `/maas.generation.v1.GenerationService/${method}`, affinity: model.affinity });
     const [tokenized, counted] = await Promise.all([
-      call((c) => unary(c.tokenize.bind(c), { model: model.ref, text: prompt, messages }, { signal: rc.signal, deadline })),
-      call((c) => unary(c.countTokens.bind(c), { model: model.ref, prompt, messages }, { signal: rc.signal, deadline })),
+      callService(api, rc, at('Tokenize'), (c, o) => unary(c.tokenize.bind(c), { model: model.ref, text: prompt, messages }, o)),
+      callService(api, rc, at('CountTokens'), (c, o) => unary(c.countTokens.bind(c), { model: model.ref, prompt, messages }, o)),
     ]);
     tokens = tokenized.tokens;
     maxModelLen = counted.contextLength;
