@@ -1,7 +1,8 @@
 // The OpenAI-compatible HTTP API (fastify): /v1/embeddings, /v1/completions, /v1/chat/completions (with
 // server-sent events), /v1/models, vLLM's /tokenize, plus /healthz and /readyz. Every API request (/v1 and
-// /tokenize) passes the same admission as gRPC calls (credentials, scope `infer`, rate and concurrency limits), continues the caller's W3C trace
-// context, and calls the services through the gateway's routing; errors come back in OpenAI's shape.
+// /tokenize) passes the same admission as gRPC calls (credentials, scope `infer`, rate and concurrency
+// limits), continues the caller's W3C trace context, and calls the services through the gateway's routing;
+// errors come back in OpenAI's shape.
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ModelRegistryServiceClient } from '../../gen/maas/registry/v1/registry.js';
@@ -21,7 +22,7 @@ import type { HttpListener } from '../server.js';
 import { complete, completeStreaming, completionsFieldName } from './completions.js';
 import type { ApiContext, RequestContext } from './context.js';
 import { createEmbeddings, embeddingsFieldName } from './embeddings.js';
-import { tokenize } from './tokenize.js';
+import { tokenize, tokenizeFieldName } from './tokenize.js';
 import { parseModelName } from './models.js';
 import { invalidRequest, openAiError, type OpenAiError } from './openai-errors.js';
 import { EventStream } from './sse.js';
@@ -45,7 +46,7 @@ const FIELD_NAMES: Record<string, (name: string) => string> = {
   '/v1/embeddings': embeddingsFieldName,
   '/v1/completions': (name) => completionsFieldName(name, false),
   '/v1/chat/completions': (name) => completionsFieldName(name, true),
-  '/tokenize': (name) => (name === 'text' || /^inputs(\[0\])?$/.test(name) ? 'prompt' : name),
+  '/tokenize': tokenizeFieldName,
 };
 
 /** The routes that take admission (auth, scope `infer`, the concurrency limit): the API, not the probes. */

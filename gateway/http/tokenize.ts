@@ -49,3 +49,8 @@ export async function tokenize(body: Body, api: ApiContext, rc: RequestContext):
     ...(withStrings ? { token_strs: tokens.map((t) => t.text) } : {}),
   };
 }
+
+/** The request's name for a field of either service's TokenizeRequest: `text` or `inputs[0]` → `prompt`. */
+export function tokenizeFieldName(name: string): string {
+  return name === 'text' || /^inputs(\[0\])?$/.test(name) ? 'prompt' : name;
+}
