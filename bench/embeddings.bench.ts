@@ -11,12 +11,12 @@
 //   and for reference, at 64 clients x 32 inputs, the service's server and handlers with the engine replaced by
 //   a canned answer (testing/canned-main.ts): the most the gRPC path allows here, whatever the model costs.
 // Sentences per second at 1, 8 and 64 concurrent clients with 1 and 32 inputs per request. The clients are
-// spread over two load processes that speak gRPC over node:http2 with requests encoded ahead of time (as ghz
-// or h2load do): a generated grpc-js client costs more CPU per call than the servers under test, and on a
-// 2-core machine would measure itself. (a) and (c)
-// run at the same time and take turns cell by cell (best of two rounds each), so a busy moment of a shared
-// machine hits both alike. Then the ratios against the issue's goals: (a) ≥ 1.5× (c) at 64 clients with 1 input per request;
-// (a) with 32 inputs per request ≥ 50% of (b).
+// spread over two load processes that speak gRPC with requests encoded ahead of time over a minimal HTTP/2
+// client on a TCP socket (testing/h2-client.ts, as the native ghz and h2load are): a generated grpc-js client,
+// or even node:http2's, costs more CPU per call than the servers under test, and on a 2-core machine would
+// measure itself. (a) and (c) run at the same time and take turns cell by cell (best of two rounds each), so a
+// busy moment of a shared machine hits both alike. Then the ratios against the issue's goals: (a) ≥ 1.5× (c) at
+// 64 clients with 1 input per request; (a) with 32 inputs per request ≥ 50% of (b).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

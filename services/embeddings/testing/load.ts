@@ -5,8 +5,8 @@
 // client process tops out before a good server does.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import http2 from 'node:http2';
 import { EmbedRequest } from '../../../gen/maas/embeddings/v1/embeddings.js';
+import { H2GrpcClient } from './h2-client.js';
 
 const WORDS = (
   'the a of to and in is was for on that with as by at from his her it an be are were this which have has had ' +
@@ -109,48 +109,6 @@ interface WorkerRequest {
   measureMs: number;
 }
 
-/**
- * A minimal gRPC unary client over node:http2, like the load tools ghz and h2load: requests are encoded once
- * ahead of time, responses are read to the end and their grpc-status checked but not decoded. A generated
- * grpc-js client spends more CPU per call than a good server does, which on a small machine would measure the
- * client instead of the servers.
- */
-class RawGrpcClient {
-  private session: http2.ClientHttp2Session | undefined;
-
-  constructor(private readonly address: string) {}
-
-  private connect(): http2.ClientHttp2Session {
-    if (!this.session || this.session.closed || this.session.destroyed) {
-      this.session = http2.connect(`http://${this.address}`);
-      this.session.on('error', () => undefined);
-    }
-    return this.session;
-  }
-
-  /** Sends one framed message; resolves when the call ends with grpc-status 0, rejects otherwise. */
-  call(path: string, frame: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const stream = this.connect().request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
-      let status: string | undefined;
-      let received = 0;
-      stream.on('response', (headers) => {
-        // A call that fails before any message puts grpc-status in the headers (trailers-only).
-        if (headers['grpc-status'] !== undefined) status = String(headers['grpc-status']);
-      });
-      stream.on('trailers', (trailers) => (status = String(trailers['grpc-status'])));
-      stream.on('data', (chunk: Buffer) => (received += chunk.length));
-      stream.on('error', reject);
-      stream.on('close', () => (status === '0' && received > 5 ? resolve() : reject(new Error(`grpc-status ${status}`))));
-      stream.end(frame);
-    });
-  }
-
-  close(): void {
-    this.session?.close();
-  }
-}
-
 /** gRPC length-prefixed frames of Embed requests, each with `inputs` sentences, cycling through the pool. */
 function encodeRequests(model: string, inputs: number, pool: string[], offset: number, count = 512): Buffer[] {
   return Array.from({ length: count }, (_, i) => {
@@ -166,7 +124,7 @@ function encodeRequests(model: string, inputs: number, pool: string[], offset: n
 const EMBED_PATH = '/maas.embeddings.v1.EmbeddingService/Embed';
 
 async function measure(
-  client: RawGrpcClient,
+  client: H2GrpcClient,
   target: LoadTarget,
   cell: { clients: number; inputs: number },
   frames: Buffer[],
@@ -219,13 +177,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.arg
   const pool = sentences(4096);
   // Workers start at different places in the pool, so they do not send the same sentences at once.
   const offset = Number(process.argv[3] ?? 0) * 1024;
-  const clients = new Map<string, RawGrpcClient>();
+  const clients = new Map<string, H2GrpcClient>();
   const frames = new Map<string, Buffer[]>();
   process.on('message', (message: WorkerRequest) => {
     void (async () => {
       const { target, cell } = message;
       let client = clients.get(target.address);
-      if (!client) clients.set(target.address, (client = new RawGrpcClient(target.address)));
+      if (!client) clients.set(target.address, (client = new H2GrpcClient(target.address)));
       const key = `${target.model}/${cell.inputs}`;
       let f = frames.get(key);
       if (!f) frames.set(key, (f = encodeRequests(target.model, cell.inputs, pool, offset)));

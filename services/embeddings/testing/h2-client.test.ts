@@ -1,0 +1,83 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { echoProto, echoService } from '../../../test/fixtures/echo-service.js';
+import { silentLogger } from '../../runtime/logger.js';
+import { MeshServer } from '../../runtime/server.js';
+import { H2GrpcClient } from './h2-client.js';
+
+const settings = {
+  host: '127.0.0.1',
+  port: 0,
+  drainGraceMs: 200,
+  maxReceiveMessageBytes: 4 * 1024 * 1024,
+  maxSendMessageBytes: 4 * 1024 * 1024,
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+};
+
+/** A gRPC frame holding a message whose field 1 is `text` (EchoRequest and FailRequest alike). */
+function frame(text: string): Buffer {
+  const bytes = Buffer.from(text);
+  const length: number[] = [];
+  for (let n = bytes.length; ; n >>>= 7) {
+    if (n < 0x80) {
+      length.push(n);
+      break;
+    }
+    length.push((n & 0x7f) | 0x80);
+  }
+  const body = Buffer.concat([Buffer.from([0x0a, ...length]), bytes]);
+  const out = Buffer.alloc(5 + body.length);
+  out.writeUInt32BE(body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+let server: MeshServer | undefined;
+let client: H2GrpcClient | undefined;
+afterEach(async () => {
+  client?.close();
+  await server?.close();
+  server = client = undefined;
+  port = 0;
+});
+
+let port = 0;
+
+async function start(): Promise<H2GrpcClient> {
+  server = new MeshServer({ component: 'echo', settings: { ...settings, port }, log: silentLogger, services: [echoService()], extraDescriptors: echoProto });
+  port = await server.start();
+  return (client ??= new H2GrpcClient(`127.0.0.1:${port}`));
+}
+
+describe('H2GrpcClient', () => {
+  it('completes many concurrent calls whose bodies exceed a frame and the flow-control windows', async () => {
+    const c = await start();
+    // 64 × 40 KB: each body is split over several DATA frames, and together they pass the 64 KB windows the
+    // server starts with, so the client must wait for its WINDOW_UPDATEs.
+    const request = frame('x'.repeat(40_000));
+    const answers = await Promise.all(Array.from({ length: 64 }, () => c.call('/maas.testing.v1.EchoService/Echo', request)));
+    // The echo answers the same message it was sent.
+    expect(answers).toEqual(Array(64).fill(request.length));
+    // The connection stays usable, and stream ids go on.
+    await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('again'))).resolves.toBe(frame('again').length);
+  });
+
+  it('counts a call answered with an error status, or an unknown method, as failed', async () => {
+    const c = await start();
+    await expect(c.call('/maas.testing.v1.EchoService/Fail', frame('not_found'))).rejects.toThrow(/without a response message/);
+    await expect(c.call('/maas.testing.v1.EchoService/Nope', frame('x'))).rejects.toThrow(/without a response message/);
+    await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('fine'))).resolves.toBeGreaterThan(5);
+  });
+
+  it('fails the calls in flight when the server goes away, and connects again for the next one', async () => {
+    const c = await start();
+    await c.call('/maas.testing.v1.EchoService/Echo', frame('x'));
+    const slow = c.call('/maas.testing.v1.EchoService/Slow', Buffer.from([0, 0, 0, 0, 3, 0x08, 0x88, 0x27])); // ms: 5000
+    await new Promise((r) => setTimeout(r, 50));
+    await server!.close();
+    await expect(slow).rejects.toThrow();
+    await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('x'))).rejects.toThrow();
+    await start(); // on the same port
+    await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('back'))).resolves.toBe(frame('back').length);
+  });
+});
