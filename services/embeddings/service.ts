@@ -25,6 +25,7 @@ export async function createEmbeddingsService(config: EmbeddingsConfig, log: Log
   const source = options.source ?? modelSourceFromConfig(config, log, 'MAAS_EMBEDDINGS_MODEL_DIR');
   const backend = createEmbeddingBackend({
     session: sessionSettings(config),
+    encoderThread: config.encoderThread,
     batching: {
       maxBatchSize: config.maxBatchSize,
       maxBatchTokens: config.maxBatchTokens,

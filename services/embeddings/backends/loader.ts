@@ -14,7 +14,8 @@ import { Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, ModelProvider } from '../domain/model.js';
 import { TextTokenizer, type Encoded } from '../domain/tokenizer.js';
 import { readEncoderConfig } from './model-config.js';
-import { OnnxEncoder } from './onnx-encoder.js';
+import { OnnxEncoder, tracedRun, type EncoderRow } from './onnx-encoder.js';
+import { ThreadEncoder, type EncoderInit } from './thread-encoder.js';
 
 export interface BatchingSettings {
   maxBatchSize: number;
@@ -29,6 +30,8 @@ export interface BatchingSettings {
 
 export interface BackendSettings {
   session: SessionSettings;
+  /** Run each version's session on a worker thread of its own instead of the event loop. */
+  encoderThread: boolean;
   batching: BatchingSettings;
   log: Logger;
 }
@@ -59,58 +62,81 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
     } catch (err) {
       throw new FailedPreconditionError(`model "${version.name}" version ${version.version}: its tokenizer cannot be loaded: ${(err as Error).message}`);
     }
-    let created;
-    try {
-      created = await createOnnxSession(join(version.dir, onnxFile), settings.session, settings.log);
-    } catch (err) {
-      throw new FailedPreconditionError(`model "${version.name}" version ${version.version}: onnxruntime cannot load ${onnxFile}: ${(err as Error).message}`);
-    }
-    const { session, executionProvider } = created;
-    try {
-      const encoder = new OnnxEncoder(session, { name: version.name, version: version.version, executionProvider, pooling: config.pooling, padId: tokenizer.padId });
-      const dimensions = await encoder.probe();
-      const b = settings.batching;
-      const batcher = new DynamicBatcher<Encoded, Float32Array>({
-        name: 'embeddings',
-        maxBatchSize: b.maxBatchSize,
-        maxBatchCost: Math.max(b.maxBatchTokens, config.maxLength),
-        padded: true,
-        maxQueueDelayMs: b.maxQueueDelayMs,
-        maxQueueSize: b.maxQueueSize,
-        concurrency: b.concurrency,
-        attributes: { [Attr.model]: version.name, [Attr.modelVersion]: version.version, [Attr.executionProvider]: executionProvider },
-        run: (items) => encoder.run(items),
-      });
-      const model: EmbeddingModel = {
-        name: version.name,
-        version: version.version,
-        executionProvider,
-        info: { dimensions, maxLength: config.maxLength, pooling: config.pooling, pooledByModel: encoder.pooledByModel, vocabSize: tokenizer.vocabSize },
-        tokenizer,
-        batcher,
-      };
-      loaded.set(key, model);
-      settings.log.info(
-        { model: version.name, version: version.version, dimensions, maxLength: config.maxLength, pooling: config.pooling, output: encoder.output, executionProvider },
-        'embedding model ready',
-      );
-      return {
-        model,
-        bytes: await estimateBytes(version, onnxFile),
-        executionProvider,
-        close: async () => {
-          if (loaded.get(key) === model) loaded.delete(key);
-          await batcher.close();
-          await session.release();
-        },
-      };
-    } catch (err) {
-      await session.release().catch(() => undefined);
+    const file = join(version.dir, onnxFile);
+    const options = { name: version.name, version: version.version, pooling: config.pooling, padId: tokenizer.padId };
+    const encoder = await openEncoder(file, options, settings).catch((err: unknown) => {
       if (err instanceof MaasError) throw err;
-      throw new FailedPreconditionError(`model "${version.name}" version ${version.version} failed its first run: ${(err as Error).message}`);
-    }
+      throw new FailedPreconditionError(`model "${version.name}" version ${version.version}: onnxruntime cannot load or run ${onnxFile}: ${(err as Error).message}`);
+    });
+    const { executionProvider, dimensions } = encoder;
+    const b = settings.batching;
+    const attributes = { [Attr.model]: version.name, [Attr.modelVersion]: version.version, [Attr.executionProvider]: executionProvider };
+    const batcher = new DynamicBatcher<Encoded, Float32Array>({
+      name: 'embeddings',
+      maxBatchSize: b.maxBatchSize,
+      maxBatchCost: Math.max(b.maxBatchTokens, config.maxLength),
+      padded: true,
+      maxQueueDelayMs: b.maxQueueDelayMs,
+      maxQueueSize: b.maxQueueSize,
+      concurrency: b.concurrency,
+      attributes,
+      run: (items) => tracedRun(attributes, encoder.output, items, () => encoder.run(items)),
+    });
+    const model: EmbeddingModel = {
+      name: version.name,
+      version: version.version,
+      executionProvider,
+      info: { dimensions, maxLength: config.maxLength, pooling: config.pooling, pooledByModel: encoder.pooledByModel, vocabSize: tokenizer.vocabSize },
+      tokenizer,
+      batcher,
+    };
+    loaded.set(key, model);
+    settings.log.info(
+      { model: version.name, version: version.version, dimensions, maxLength: config.maxLength, pooling: config.pooling, output: encoder.output, executionProvider, thread: settings.encoderThread },
+      'embedding model ready',
+    );
+    return {
+      model,
+      bytes: await estimateBytes(version, onnxFile),
+      executionProvider,
+      close: async () => {
+        if (loaded.get(key) === model) loaded.delete(key);
+        await batcher.close();
+        await encoder.close();
+      },
+    };
   };
   return { loader, peek: (name, version) => loaded.get(`${name}:${version}`) };
+}
+
+/** What the loader needs of an encoder, on the event loop or on a thread of its own. */
+interface OpenEncoder {
+  executionProvider: string;
+  dimensions: number;
+  output: string;
+  pooledByModel: boolean;
+  run(batch: readonly EncoderRow[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+
+async function openEncoder(file: string, options: EncoderInit['options'], settings: BackendSettings): Promise<OpenEncoder> {
+  if (settings.encoderThread) return ThreadEncoder.create({ file, settings: settings.session, options });
+  const { session, executionProvider } = await createOnnxSession(file, settings.session, settings.log);
+  try {
+    const encoder = new OnnxEncoder(session, { ...options, executionProvider });
+    const dimensions = await encoder.probe();
+    return {
+      executionProvider,
+      dimensions,
+      output: encoder.output,
+      pooledByModel: encoder.pooledByModel,
+      run: (batch) => encoder.run(batch),
+      close: () => session.release(),
+    };
+  } catch (err) {
+    await session.release().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** The model host as the engine sees it. */

@@ -7,7 +7,6 @@ import * as ort from 'onnxruntime-node';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
-import type { Encoded } from '../domain/tokenizer.js';
 import { poolRow, type Pooling } from '../domain/vectors.js';
 
 const POOLED_OUTPUTS = ['sentence_embedding', 'sentence_embeddings', 'pooler_output_normalized'];
@@ -24,12 +23,20 @@ export interface EncoderOptions {
 
 type IdArray = BigInt64Array | Int32Array;
 
+/** What a batch row needs to carry: an Encoded, or its ids as they crossed to a worker thread. */
+export interface EncoderRow {
+  ids: ArrayLike<number>;
+  /** Aligned with ids; missing entries (as in an empty array) are 0. */
+  typeIds: ArrayLike<number>;
+}
+
 export class OnnxEncoder {
   /** The output read: pooled by the graph, or per token (pooled here). */
   readonly output: string;
   readonly pooledByModel: boolean;
   private readonly types = new Map<string, 'int64' | 'int32'>();
-  private readonly attributes: Record<string, string | number>;
+  /** The model's span attributes. */
+  readonly attributes: Record<string, string | number>;
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -66,50 +73,39 @@ export class OnnxEncoder {
   }
 
   /** One vector per encoded input (pooled, not normalized by this service): views of one buffer, one per input. */
-  async run(batch: Encoded[]): Promise<Float32Array[]> {
+  async run(batch: readonly EncoderRow[]): Promise<Float32Array[]> {
     const rows = batch.length;
-    let width = 1;
-    for (const e of batch) if (e.ids.length > width) width = e.ids.length;
-    const span = tracer().startSpan('onnxruntime run', {
-      attributes: { ...this.attributes, [Attr.batchSize]: rows, 'maas.sequence_length': width, 'maas.output': this.output },
-    });
-    try {
-      const feeds: Record<string, ort.Tensor> = {};
-      const dims = [rows, width];
-      for (const [name, type] of this.types) {
-        const data: IdArray = type === 'int64' ? new BigInt64Array(rows * width) : new Int32Array(rows * width);
-        fill(data, batch, width, name, this.options.padId);
-        feeds[name] = new ort.Tensor(type, data, dims);
-      }
-      const result = await this.session.run(feeds, [this.output]);
-      const tensor = result[this.output]!;
-      const values = tensor.data as Float32Array;
-      // One buffer per batch, a view per row: small typed arrays of their own would each be a separate
-      // allocation outside the heap, which the garbage collector pays for.
-      const out: Float32Array[] = new Array(rows);
-      if (this.pooledByModel) {
-        const hidden = tensor.dims[1]!;
-        for (let r = 0; r < rows; r++) out[r] = values.subarray(r * hidden, (r + 1) * hidden);
-      } else {
-        const [, sequence, hidden] = tensor.dims as number[];
-        const pooled = new Float32Array(rows * hidden!);
-        for (let r = 0; r < rows; r++) {
-          out[r] = poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling, pooled.subarray(r * hidden!, (r + 1) * hidden!));
-        }
-      }
-      tensor.dispose();
-      return out;
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-      throw err;
-    } finally {
-      span.end();
+    const width = widest(batch);
+    const feeds: Record<string, ort.Tensor> = {};
+    const dims = [rows, width];
+    for (const [name, type] of this.types) {
+      const data: IdArray = type === 'int64' ? new BigInt64Array(rows * width) : new Int32Array(rows * width);
+      fill(data, batch, width, name, this.options.padId);
+      feeds[name] = new ort.Tensor(type, data, dims);
     }
+    const result = await this.session.run(feeds, [this.output]);
+    const tensor = result[this.output]!;
+    const values = tensor.data as Float32Array;
+    // One buffer per batch, a view per row: small typed arrays of their own would each be a separate
+    // allocation outside the heap, which the garbage collector pays for.
+    const out: Float32Array[] = new Array(rows);
+    if (this.pooledByModel) {
+      const hidden = tensor.dims[1]!;
+      for (let r = 0; r < rows; r++) out[r] = values.subarray(r * hidden, (r + 1) * hidden);
+    } else {
+      const [, sequence, hidden] = tensor.dims as number[];
+      const pooled = new Float32Array(rows * hidden!);
+      for (let r = 0; r < rows; r++) {
+        out[r] = poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling, pooled.subarray(r * hidden!, (r + 1) * hidden!));
+      }
+    }
+    tensor.dispose();
+    return out;
   }
 
   /** Runs one short input to learn the output width (and to fail at load, not at the first request). */
   async probe(): Promise<number> {
-    const [v] = await this.run([{ ids: [this.options.padId], typeIds: [0], fullLength: 1, truncated: false }]);
+    const [v] = await this.run([{ ids: [this.options.padId], typeIds: [0] }]);
     return v!.length;
   }
 }
@@ -121,7 +117,28 @@ export class OnnxEncoder {
  */
 const LOW_WORD = endianness() === 'LE' ? 0 : 1;
 
-function fill(data: IdArray, batch: Encoded[], width: number, input: string, padId: number): void {
+function widest(batch: readonly EncoderRow[]): number {
+  let width = 1;
+  for (const e of batch) if (e.ids.length > width) width = e.ids.length;
+  return width;
+}
+
+/** Runs `run` on `batch` inside an "onnxruntime run" span, wherever the encoder runs. */
+export async function tracedRun<T>(attributes: Record<string, string | number>, output: string, batch: readonly EncoderRow[], run: () => Promise<T>): Promise<T> {
+  const span = tracer().startSpan('onnxruntime run', {
+    attributes: { ...attributes, [Attr.batchSize]: batch.length, 'maas.sequence_length': widest(batch), 'maas.output': output },
+  });
+  try {
+    return await run();
+  } catch (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+function fill(data: IdArray, batch: readonly EncoderRow[], width: number, input: string, padId: number): void {
   const big = data instanceof BigInt64Array;
   const out = big ? new Int32Array(data.buffer, data.byteOffset, data.length * 2) : data;
   const stride = big ? 2 : 1;
