@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EmbedRequest } from '../../../gen/maas/embeddings/v1/embeddings.js';
-import { H2GrpcClient } from './h2-client.js';
+import { H2GrpcClient } from '../../runtime/testing/h2-client.js';
 
 const WORDS = (
   'the a of to and in is was for on that with as by at from his her it an be are were this which have has had ' +

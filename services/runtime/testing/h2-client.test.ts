@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
 import { echoProto, echoService } from '../../../test/fixtures/echo-service.js';
-import { silentLogger } from '../../runtime/logger.js';
-import { MeshServer } from '../../runtime/server.js';
+import { silentLogger } from '../logger.js';
+import { MeshServer } from '../server.js';
 import { H2GrpcClient } from './h2-client.js';
 
 const settings = {
@@ -79,5 +80,77 @@ describe('H2GrpcClient', () => {
     await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('x'))).rejects.toThrow();
     await start(); // on the same port
     await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('back'))).resolves.toBe(frame('back').length);
+  });
+});
+
+describe('H2GrpcClient streams', () => {
+  const bytes = (b: Buffer) => b;
+  const definition = {
+    Repeat: { path: '/t.Stream/Repeat', requestStream: false, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes, originalName: 'repeat' },
+    Forever: { path: '/t.Stream/Forever', requestStream: false, responseStream: true, requestSerialize: bytes, requestDeserialize: bytes, responseSerialize: bytes, responseDeserialize: bytes, originalName: 'forever' },
+  } as unknown as grpc.ServiceDefinition;
+  let raw: grpc.Server | undefined;
+  let cancelled = 0;
+  afterEach(async () => {
+    await new Promise<void>((resolve) => (raw ? raw.tryShutdown(() => resolve()) : resolve()));
+    raw = undefined;
+  });
+
+  async function startRaw(): Promise<H2GrpcClient> {
+    raw = new grpc.Server();
+    raw.addService(definition, {
+      // The request says how many messages of how many bytes: message i is filled with i.
+      Repeat: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+        const [n, size] = [call.request.readUInt32BE(0), call.request.readUInt32BE(4)];
+        for (let i = 0; i < n; i++) call.write(Buffer.alloc(size, i % 256));
+        call.end();
+      },
+      Forever: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+        const timer = setInterval(() => call.write(Buffer.from('tick')), 2);
+        call.on('cancelled', () => {
+          cancelled++;
+          clearInterval(timer);
+        });
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => raw!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    return (client = new H2GrpcClient(`127.0.0.1:${port}`));
+  }
+
+  const request = (n: number, size: number) => {
+    const out = Buffer.alloc(13);
+    out.writeUInt32BE(8, 1);
+    out.writeUInt32BE(n, 5);
+    out.writeUInt32BE(size, 9);
+    return out;
+  };
+
+  it('hands over each message whole, small ones packed together and large ones split over frames', async () => {
+    const c = await startRaw();
+    for (const [n, size] of [
+      [200, 3],
+      [5, 40_000],
+      [3, 0],
+    ] as const) {
+      const got: Buffer[] = [];
+      await c.stream('/t.Stream/Repeat', request(n, size), (m) => got.push(Buffer.from(m)));
+      expect(got.map((m) => m.length)).toEqual(Array(n).fill(size));
+      got.forEach((m, i) => expect(m.every((b) => b === i % 256)).toBe(true));
+    }
+  });
+
+  it('resets the stream when the caller throws, and the connection goes on', async () => {
+    const c = await startRaw();
+    let seen = 0;
+    const stop = new Error('enough');
+    await expect(
+      c.stream('/t.Stream/Forever', request(0, 0), () => {
+        if (++seen === 5) throw stop;
+      }),
+    ).rejects.toBe(stop);
+    await expect.poll(() => cancelled).toBe(1);
+    const got: number[] = [];
+    await c.stream('/t.Stream/Repeat', request(2, 7), (m) => got.push(m.length));
+    expect(got).toEqual([7, 7]);
   });
 });

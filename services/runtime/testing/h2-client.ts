@@ -1,15 +1,17 @@
-// A gRPC unary load client written straight on a TCP socket, the way the native load tools h2load and ghz are:
+// A gRPC load client written straight on a TCP socket, the way the native load tools h2load and ghz are:
 // the HTTP/2 framing it needs and nothing more. On a two-core machine the clients share the cores with the
 // server they measure, and node:http2's client spends ~200 µs of CPU per call (a session stream object, header
 // objects, events) — more than the server it loads. This one spends a few µs: the request's header block is
 // encoded once (HPACK literals from the static table, no dynamic table, no Huffman), and responses are framed
-// but never decoded.
+// but their headers never decoded. Unary calls (call) are not split into messages either; server-streaming
+// ones (stream) hand each response message to the caller as it arrives.
 //
 // A call succeeds when a response message (a DATA payload of at least the 5-byte gRPC prefix) arrives and the
 // stream then ends with trailers. That is how a unary call that grpc-js answers with OK ends; every error it
 // answers is trailers-only, without a message, and counts as a failure here, as does a reset stream or a
 // connection that goes away. grpc-status itself is not decoded, so a server that sent a message and then an
-// error status would be counted as a success: the servers this loads never do.
+// error status would be counted as a success: a unary call of the servers this loads never does, and a
+// stream's caller checks its last message (a finish reason, say).
 import net from 'node:net';
 
 const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
@@ -23,6 +25,10 @@ interface Pending {
   resolve(bytes: number): void;
   reject(err: Error): void;
   received: number;
+  /** For streams: called with each whole response message (without its 5-byte prefix). */
+  onMessage?: (message: Buffer) => void;
+  /** For streams: the start of a message whose end has not arrived yet. */
+  partial?: Buffer;
   /** Bytes the server still lets this stream send (its window for us). */
   sendWindow: number;
 }
@@ -56,6 +62,19 @@ export class H2GrpcClient {
   call(path: string, frame: Buffer): Promise<number> {
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve, reject, received: 0, sendWindow: 0 };
+      this.queued.push({ path, body: frame, pending });
+      this.open();
+    });
+  }
+
+  /**
+   * A server-streaming call: sends one gRPC-framed request message and calls onMessage with each response
+   * message as it arrives (a view valid during the call only); resolves, as call does, when the trailers came.
+   * If onMessage throws, the stream is reset (CANCEL) and the call rejects with what it threw.
+   */
+  stream(path: string, frame: Buffer, onMessage: (message: Buffer) => void): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const pending: Pending = { resolve, reject, received: 0, sendWindow: 0, onMessage };
       this.queued.push({ path, body: frame, pending });
       this.open();
     });
@@ -170,8 +189,17 @@ export class H2GrpcClient {
         }
         const pending = this.streams.get(stream);
         if (pending) {
-          const pad = flags & FLAG.PADDED ? payload[0]! + 1 : 0;
-          pending.received += payload.length - pad;
+          const data = flags & FLAG.PADDED ? payload.subarray(1, payload.length - payload[0]!) : payload;
+          pending.received += data.length;
+          if (pending.onMessage) {
+            try {
+              split(pending, data);
+            } catch (err) {
+              // The caller wants no more of this stream: the server is told to stop sending it.
+              this.socket?.write(frame(FRAME.RST_STREAM, 0, stream, Buffer.from([0, 0, 0, 8])));
+              return this.finish(stream, pending, err instanceof Error ? err : new Error(String(err)));
+            }
+          }
           if (flags & FLAG.END_STREAM) this.end(stream, pending);
         }
         return;
@@ -250,6 +278,19 @@ export class H2GrpcClient {
     }
     return block;
   }
+}
+
+/** Hands every whole gRPC message in what has arrived of a stream to its caller, keeping a partial one. */
+function split(pending: Pending, data: Buffer): void {
+  let buffer = pending.partial ? Buffer.concat([pending.partial, data]) : data;
+  pending.partial = undefined;
+  while (buffer.length >= 5) {
+    const length = buffer.readUInt32BE(1);
+    if (buffer.length < 5 + length) break;
+    pending.onMessage!(buffer.subarray(5, 5 + length));
+    buffer = buffer.subarray(5 + length);
+  }
+  if (buffer.length > 0) pending.partial = Buffer.from(buffer);
 }
 
 function splitAddress(address: string): [string, number] {
