@@ -77,7 +77,7 @@ describe('ThreadEncoder', () => {
     const encoder = await ThreadEncoder.create({ file: join(dir, 'model.onnx'), settings: session, options: { name: 'g', version: 1, pooling: 'mean', padId: tok.padId } });
     const batch = TEXTS.map((t) => tok.encode(t, { truncate: true, side: 'right' }));
     const inFlight = encoder.run(batch);
-    await (encoder as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await encoder.kill();
     const settled = await inFlight.then(
       () => 'answered',
       (err: unknown) => err,

@@ -5,10 +5,8 @@
 // the event loop decodes, tokenizes and answers, and the batcher's next batch is ready when it ends.
 // A batch crosses as one Int32Array of token ids, its vectors come back as one Float32Array, both moved, not
 // copied.
-import type { Worker } from 'node:worker_threads';
-import { FailedPreconditionError, UnavailableError } from '../../runtime/errors.js';
 import type { SessionSettings } from '../../runtime/models/onnx-session.js';
-import { startWorker } from '../../runtime/workers/start-worker.js';
+import { WorkerCalls } from '../../runtime/workers/worker-calls.js';
 import type { EncoderOptions, EncoderRow } from './onnx-encoder.js';
 
 /** What the worker is started with. */
@@ -18,10 +16,15 @@ export interface EncoderInit {
   options: Omit<EncoderOptions, 'executionProvider'>;
 }
 
-/** The worker's first message. */
-export type EncoderReady =
-  | { ready: true; dimensions: number; output: string; pooledByModel: boolean; executionProvider: string; typed: boolean }
-  | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
+/** What the worker says when its encoder is ready. */
+export interface EncoderInfo {
+  dimensions: number;
+  output: string;
+  pooledByModel: boolean;
+  executionProvider: string;
+  /** The model reads token_type_ids, so they cross too. */
+  typed: boolean;
+}
 
 /**
  * A batch as it crosses, in one buffer: `rows` row ends, then every row's ids one after another, then (when the
@@ -32,10 +35,6 @@ export interface PackedBatch {
   typed: boolean;
   data: Int32Array;
 }
-
-export type EncoderRequest = ({ op: 'run'; id: number } & PackedBatch) | { op: 'close' };
-
-export type EncoderReply = { id: number; values: Float32Array } | { id: number; error: string } | { id: -1; closed: true };
 
 export function packBatch(batch: readonly EncoderRow[], typed: boolean): PackedBatch {
   const rows = batch.length;
@@ -71,86 +70,38 @@ export function unpackBatch({ rows, typed, data }: PackedBatch): EncoderRow[] {
 }
 
 export class ThreadEncoder {
-  private readonly pending = new Map<number, { resolve(v: Float32Array[]): void; reject(err: Error): void }>();
-  private nextId = 0;
-  private stopped: string | undefined;
-  private closing: Promise<void> | undefined;
-  private onClosed: (() => void) | undefined;
+  readonly dimensions: number;
+  readonly output: string;
+  readonly pooledByModel: boolean;
+  readonly executionProvider: string;
 
-  private constructor(
-    private readonly worker: Worker,
-    readonly dimensions: number,
-    readonly output: string,
-    readonly pooledByModel: boolean,
-    readonly executionProvider: string,
-    /** The model reads token_type_ids, so they cross too. */
-    private readonly typed: boolean,
-  ) {
-    worker.on('message', (reply: EncoderReply) => {
-      if ('closed' in reply) return this.onClosed?.();
-      const p = this.pending.get(reply.id);
-      if (!p) return;
-      this.pending.delete(reply.id);
-      if ('error' in reply) return p.reject(new Error(reply.error));
-      const { values } = reply;
-      const rows = values.length / dimensions;
-      const out: Float32Array[] = new Array(rows);
-      for (let r = 0; r < rows; r++) out[r] = values.subarray(r * dimensions, (r + 1) * dimensions);
-      p.resolve(out);
-    });
-    const stop = (why: string) => {
-      this.stopped ??= why;
-      this.onClosed?.();
-      const error = new UnavailableError(`the encoder thread of this model stopped (${why}); retry`, 100);
-      for (const p of this.pending.values()) p.reject(error);
-      this.pending.clear();
-    };
-    worker.on('error', (err) => stop(String(err)));
-    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
+  private constructor(private readonly thread: WorkerCalls<EncoderInfo>) {
+    ({ dimensions: this.dimensions, output: this.output, pooledByModel: this.pooledByModel, executionProvider: this.executionProvider } = thread.info);
   }
 
   /** Starts the worker and loads the model there; rejects with the worker's reason when it cannot. */
   static async create(init: EncoderInit): Promise<ThreadEncoder> {
-    const worker = startWorker(new URL('./encoder-thread.js', import.meta.url), init);
-    let onMessage!: (r: EncoderReady) => void;
-    let onError!: (err: Error) => void;
-    let onExit!: (code: number) => void;
-    const ready = await new Promise<EncoderReady>((resolve, reject) => {
-      onMessage = resolve;
-      onError = reject;
-      onExit = (code) => reject(new Error(`encoder worker exited with code ${code} before it was ready`));
-      worker.once('message', onMessage).once('error', onError).once('exit', onExit);
-    }).finally(() => worker.off('message', onMessage).off('error', onError).off('exit', onExit));
-    if (!ready.ready) {
-      await worker.terminate();
-      if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
-      throw new Error(ready.error);
-    }
-    return new ThreadEncoder(worker, ready.dimensions, ready.output, ready.pooledByModel, ready.executionProvider, ready.typed);
+    const what = `the encoder thread of model "${init.options.name}" version ${init.options.version}`;
+    return new ThreadEncoder(await WorkerCalls.start<EncoderInfo>(new URL('./encoder-thread.js', import.meta.url), init, what));
   }
 
   /** One pooled vector per row, as OnnxEncoder.run answers (views of one buffer). */
-  run(batch: readonly EncoderRow[]): Promise<Float32Array[]> {
-    if (this.stopped) return Promise.reject(new UnavailableError(`the encoder thread of this model stopped (${this.stopped}); retry`, 100));
-    const id = this.nextId++;
-    const packed = packBatch(batch, this.typed);
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ op: 'run', id, ...packed } satisfies EncoderRequest, [packed.data.buffer as ArrayBuffer]);
-    });
+  async run(batch: readonly EncoderRow[]): Promise<Float32Array[]> {
+    const packed = packBatch(batch, this.thread.info.typed);
+    const values = await this.thread.call<Float32Array>(packed, [packed.data.buffer as ArrayBuffer]);
+    const rows = values.length / this.dimensions;
+    const out: Float32Array[] = new Array(rows);
+    for (let r = 0; r < rows; r++) out[r] = values.subarray(r * this.dimensions, (r + 1) * this.dimensions);
+    return out;
   }
 
-  /** Releases the session (after the batches already posted) and ends the thread. */
+  /** Releases the session (after the batches already sent) and ends the thread. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      if (!this.stopped) {
-        const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
-        this.worker.postMessage({ op: 'close' } satisfies EncoderRequest);
-        await closed;
-      }
-      this.stopped ??= 'closed';
-      await this.worker.terminate();
-    })();
-    return this.closing;
+    return this.thread.close();
+  }
+
+  /** For tests: ends the thread as a crash would. */
+  kill(): Promise<number> {
+    return this.thread.kill();
   }
 }

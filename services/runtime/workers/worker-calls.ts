@@ -1,0 +1,150 @@
+// Calls answered by a worker thread, one reply per request, matched by id: the plumbing the model services'
+// threads share (an encoder's session, a vision model's sessions). The worker side (serveCalls) answers a first
+// "ready" message when it has loaded what it serves, or why it could not; then one reply per call, and a last
+// one when asked to close. If the thread dies, every call in flight and every later one is UNAVAILABLE.
+import { parentPort, workerData, type Transferable, type Worker } from 'node:worker_threads';
+import { FailedPreconditionError, UnavailableError } from '../errors.js';
+import { startWorker } from './start-worker.js';
+
+type Ready<T> = { ready: true; value: T } | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
+type Call = { op: 'call'; id: number; body: unknown } | { op: 'close' };
+type Reply = { id: number; body: unknown } | { id: number; error: string } | { closed: true };
+
+export class WorkerCalls<Info> {
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(err: Error): void }>();
+  private nextId = 0;
+  private stopped: string | undefined;
+  private closing: Promise<void> | undefined;
+  private onClosed: (() => void) | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    /** What the worker said when it was ready. */
+    readonly info: Info,
+    /** Names the thread in errors ("the encoder thread of model x"). */
+    private readonly what: string,
+  ) {
+    worker.on('message', (reply: Reply) => {
+      if ('closed' in reply) return this.onClosed?.();
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if ('error' in reply) p.reject(new Error(reply.error));
+      else p.resolve(reply.body);
+    });
+    const stop = (why: string) => {
+      this.stopped ??= why;
+      this.onClosed?.();
+      const error = this.unavailable();
+      for (const p of this.pending.values()) p.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => stop(String(err)));
+    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
+  }
+
+  /**
+   * Starts the worker entry (a module calling serveCalls) and waits for it to be ready; rejects with its reason
+   * (a FailedPreconditionError when it threw one) when it cannot be.
+   */
+  static async start<Info>(entry: URL, data: unknown, what: string): Promise<WorkerCalls<Info>> {
+    const worker = startWorker(entry, data);
+    let onMessage!: (r: Ready<Info>) => void;
+    let onError!: (err: Error) => void;
+    let onExit!: (code: number) => void;
+    const ready = await new Promise<Ready<Info>>((resolve, reject) => {
+      onMessage = resolve;
+      onError = reject;
+      onExit = (code) => reject(new Error(`${what} exited with code ${code} before it was ready`));
+      worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+    }).finally(() => worker.off('message', onMessage).off('error', onError).off('exit', onExit));
+    if (!ready.ready) {
+      await worker.terminate();
+      if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
+      throw new Error(ready.error);
+    }
+    return new WorkerCalls(worker, ready.value, what);
+  }
+
+  get usable(): boolean {
+    return this.stopped === undefined;
+  }
+
+  /** Calls in flight (sent, not answered). */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Sends body (moving the buffers in transfer); resolves with the worker's reply. */
+  call<T>(body: unknown, transfer: Transferable[] = []): Promise<T> {
+    if (this.stopped) return Promise.reject(this.unavailable());
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ op: 'call', id, body } satisfies Call, transfer);
+    });
+  }
+
+  /** Lets the worker finish the calls already sent and release what it holds, then ends the thread. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.stopped) {
+        const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
+        this.worker.postMessage({ op: 'close' } satisfies Call);
+        await closed;
+      }
+      this.stopped ??= 'closed';
+      await this.worker.terminate();
+    })();
+    return this.closing;
+  }
+
+  /** For tests: ends the thread as a crash would. */
+  kill(): Promise<number> {
+    return this.worker.terminate();
+  }
+
+  private unavailable(): UnavailableError {
+    return new UnavailableError(`${this.what} stopped (${this.stopped}); retry`, 100);
+  }
+}
+
+/**
+ * The worker side: loads with `open` (its result's `info` goes to the main thread as the ready message), then
+ * answers each call with `handle`'s result (and the buffers its `transfer` names), one after another in the
+ * order they came; `close` runs when asked, after the calls before it.
+ */
+export async function serveCalls<Init, Info, Body, Result>(parts: {
+  open(init: Init): Promise<{ info: Info; handle(body: Body): Promise<Result> | Result; transfer?(result: Result): Transferable[]; close(): Promise<void> | void }>;
+}): Promise<void> {
+  const port = parentPort!;
+  const init = (workerData as { data: Init }).data;
+  let served: Awaited<ReturnType<typeof parts.open>>;
+  try {
+    served = await parts.open(init);
+  } catch (err) {
+    const ready: Ready<Info> = { ready: false, error: err instanceof Error ? err.message : String(err) };
+    if (err instanceof FailedPreconditionError) Object.assign(ready, { violations: err.violations, reason: err.reason });
+    port.postMessage(ready);
+    process.exit(0);
+  }
+  port.postMessage({ ready: true, value: served.info } satisfies Ready<Info>);
+  // One call at a time, in order: a session runs one batch at once on this thread anyway, and a close must
+  // come after the calls sent before it.
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (message: Call) => {
+    queue = queue.then(async () => {
+      if (message.op === 'close') {
+        await served.close();
+        port.postMessage({ closed: true } satisfies Reply);
+        return;
+      }
+      try {
+        const result = await served.handle(message.body as Body);
+        port.postMessage({ id: message.id, body: result } satisfies Reply, served.transfer?.(result) ?? []);
+      } catch (err) {
+        port.postMessage({ id: message.id, error: err instanceof Error ? err.message : String(err) } satisfies Reply);
+      }
+    });
+  });
+}
