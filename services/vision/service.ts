@@ -27,6 +27,7 @@ export async function createVisionComponent(config: VisionConfig, log: Logger): 
     source,
     loader: visionLoader({
       session: sessionSettings(config),
+      sessionThreads: config.sessionThreads,
       ocrBatching: {
         detMaxBatch: config.detMaxBatch,
         clsMaxBatch: config.clsMaxBatch,

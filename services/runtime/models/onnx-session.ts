@@ -43,7 +43,7 @@ export async function createOnnxSession(model: string | Uint8Array, settings: Se
 }
 
 /** Input and output names, element types and shapes of a session (what the registry records as a signature). */
-export function sessionSignature(session: ort.InferenceSession): { inputs: TensorInfo[]; outputs: TensorInfo[] } {
+export function sessionSignature(session: Pick<ort.InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>): { inputs: TensorInfo[]; outputs: TensorInfo[] } {
   const describe = (names: readonly string[], meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] =>
     names.map((name, i) => {
       const m = meta[i] as ort.InferenceSession.ValueMetadata & { type?: string; shape?: readonly (number | string)[] };

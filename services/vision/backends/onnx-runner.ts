@@ -1,8 +1,9 @@
-// One onnxruntime session as a TensorRunner: a float32 tensor into its first input, its first output back.
+// One onnxruntime session (on the event loop or on worker threads) as a TensorRunner: a float32 tensor into its first input, its first output back.
 import * as ort from 'onnxruntime-node';
+import type { SessionLike } from '../../runtime/models/session-thread.js';
 import type { TensorRunner } from '../domain/ocr-engine.js';
 
-export function tensorRunner(session: ort.InferenceSession): TensorRunner {
+export function tensorRunner(session: SessionLike): TensorRunner {
   const input = session.inputNames[0];
   const output = session.outputNames[0];
   if (!input || !output) throw new Error('the model needs at least one input and one output');

@@ -18,6 +18,8 @@ import { visionLoader } from './vision-loader.js';
 
 const loader = visionLoader({
   session: { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 },
+  // One worker thread per model file: the service's default path (the domain tests run on the event loop).
+  sessionThreads: 1,
   ocrBatching: { detMaxBatch: 2, clsMaxBatch: 16, recMaxBatch: 8, recMaxBatchWidth: 1600, recMaxLineWidth: 3200, runConcurrency: 2, maxQueueDelayMs: 0, maxQueuedPages: 8, maxQueuedLines: 256 },
   classifierBatching: { maxBatch: 8, runConcurrency: 1, maxQueueDelayMs: 0, maxQueued: 16 },
   images: sharpImageOps(),

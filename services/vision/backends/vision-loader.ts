@@ -9,7 +9,8 @@ import type * as ort from 'onnxruntime-node';
 import type { z } from 'zod';
 import { FailedPreconditionError, throwIfAborted } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import { createOnnxSession, sessionSignature, type SessionSettings } from '../../runtime/models/onnx-session.js';
+import { sessionSignature, type SessionSettings } from '../../runtime/models/onnx-session.js';
+import { openSession, type SessionLike } from '../../runtime/models/session-thread.js';
 import { ModelTask, type Loaded, type LocalVersion, type ModelLoader } from '../../runtime/models/types.js';
 import { ClassifierEngine, classifierJsonSchema, type ClassifierBatching, type ClassifierSettings } from '../domain/classifier-engine.js';
 import { dictionaryFromKeys } from '../domain/ctc.js';
@@ -21,6 +22,8 @@ import { tensorRunner } from './onnx-runner.js';
 
 export interface VisionLoaderOptions {
   session: SessionSettings;
+  /** Worker threads per model file, a session each (0: the session runs on the event loop); each holds the weights. */
+  sessionThreads: number;
   ocrBatching: OcrBatching;
   classifierBatching: ClassifierBatching;
   images: ImageOps;
@@ -45,7 +48,7 @@ async function loadOcr(version: LocalVersion, options: VisionLoaderOptions, sign
   requireFiles(version, [det, rec, keys]);
   const cls = hasFile(version, json.orientation.file) ? json.orientation.file : undefined;
   const dictionary = dictionaryFromKeys(await readFile(join(version.dir, keys), 'utf8'));
-  const sessions: ort.InferenceSession[] = [];
+  const sessions: SessionLike[] = [];
   try {
     const open = async (file: string) => {
       throwIfAborted(signal);
@@ -77,7 +80,7 @@ async function loadOcr(version: LocalVersion, options: VisionLoaderOptions, sign
     });
     return {
       model: { kind: 'ocr', engine },
-      bytes: fileBytes(version, [det, rec, ...(cls ? [cls] : [])]),
+      bytes: fileBytes(version, [det, rec, ...(cls ? [cls] : [])]) * Math.max(1, options.sessionThreads),
       executionProvider: detector.executionProvider,
       close: async () => {
         await engine.close();
@@ -141,7 +144,7 @@ async function loadClassifier(version: LocalVersion, options: VisionLoaderOption
     });
     return {
       model: { kind: 'classifier', engine },
-      bytes: fileBytes(version, [json.file]),
+      bytes: fileBytes(version, [json.file]) * Math.max(1, options.sessionThreads),
       executionProvider: s.executionProvider,
       close: async () => {
         await engine.close();
@@ -192,7 +195,7 @@ function fileBytes(version: LocalVersion, names: string[]): number {
 
 async function session(version: LocalVersion, file: string, options: VisionLoaderOptions) {
   try {
-    return await createOnnxSession(join(version.dir, file), options.session, options.log);
+    return await openSession(join(version.dir, file), options.session, options.sessionThreads, options.log);
   } catch (err) {
     throw new FailedPreconditionError(`model "${version.name}" version ${version.version}: onnxruntime cannot load ${file} (${String(err).slice(0, 200)})`, [], {
       reason: 'MODEL_UNLOADABLE',
@@ -200,6 +203,6 @@ async function session(version: LocalVersion, file: string, options: VisionLoade
   }
 }
 
-async function releaseAll(sessions: ort.InferenceSession[]): Promise<void> {
+async function releaseAll(sessions: SessionLike[]): Promise<void> {
   await Promise.all(sessions.map((s) => s.release().catch(() => undefined)));
 }

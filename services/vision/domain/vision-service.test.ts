@@ -42,6 +42,7 @@ beforeAll(async () => {
     source: new DirectorySource(root),
     loader: visionLoader({
       session: { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 },
+      sessionThreads: 0,
       ocrBatching: { detMaxBatch: 2, clsMaxBatch: 16, recMaxBatch: 8, recMaxBatchWidth: 1600, recMaxLineWidth: 3200, runConcurrency: 2, maxQueueDelayMs: 0, maxQueuedPages: 8, maxQueuedLines: 256 },
       classifierBatching: { maxBatch: 8, runConcurrency: 1, maxQueueDelayMs: 0, maxQueued: 16 },
       images,

@@ -1,0 +1,98 @@
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { DataType, GraphBuilder } from '../../embeddings/defaults/onnx-graph.js';
+import { createOnnxSession } from './onnx-session.js';
+import { openSession, ThreadSession } from './session-thread.js';
+
+const SETTINGS = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
+const WIDE = 1024;
+
+/** y = x + 1 (float), ids_out = ids (int64), and a heavy product: slow = x_wide · W, [rows, 1024] · [1024, 1024]. */
+function model(): Uint8Array {
+  const g = new GraphBuilder('session-thread-test');
+  g.input('x', DataType.FLOAT, ['rows', 4]);
+  g.input('ids', DataType.INT64, ['rows']);
+  g.input('x_wide', DataType.FLOAT, ['rows', WIDE]);
+  g.output('y', DataType.FLOAT, ['rows', 4]);
+  g.output('ids_out', DataType.INT64, ['rows']);
+  g.output('slow', DataType.FLOAT, ['rows', WIDE]);
+  g.op('Add', ['x', g.floats('one', [4], new Float32Array(4).fill(1))], {}, 'y');
+  g.op('Identity', ['ids'], {}, 'ids_out');
+  const w = new Float32Array(WIDE * WIDE).map((_, i) => ((i * 7919) % 13) / 13 - 0.5);
+  g.op('MatMul', ['x_wide', g.floats('w', [WIDE, WIDE], w)], {}, 'slow');
+  return g.encode({ opset: 17, producer: 'maas-test' });
+}
+
+function feeds(rows: number): Record<string, ort.Tensor> {
+  return {
+    x: new ort.Tensor('float32', Float32Array.from({ length: rows * 4 }, (_, i) => i / 3), [rows, 4]),
+    ids: new ort.Tensor('int64', BigInt64Array.from({ length: rows }, (_, i) => BigInt(i) * 10_000_000_000n), [rows]),
+    x_wide: new ort.Tensor('float32', Float32Array.from({ length: rows * WIDE }, (_, i) => (i % 17) / 17), [rows, WIDE]),
+  };
+}
+
+const FETCHES = ['y', 'ids_out', 'slow'];
+
+describe('ThreadSession', () => {
+  it('answers exactly what a session on the event loop answers, and describes the same graph', async () => {
+    const bytes = model();
+    const local = await createOnnxSession(bytes, SETTINGS);
+    const threaded = await ThreadSession.create(bytes, SETTINGS, 2);
+    try {
+      expect(threaded.inputNames).toEqual(local.session.inputNames);
+      expect(threaded.outputNames).toEqual(local.session.outputNames);
+      expect(threaded.inputMetadata).toEqual(local.session.inputMetadata);
+      expect(threaded.executionProvider).toBe('cpu');
+      const expected = await local.session.run(feeds(3), FETCHES);
+      // Four runs at once over two threads.
+      const got = await Promise.all(Array.from({ length: 4 }, () => threaded.run(feeds(3), FETCHES)));
+      for (const out of got) {
+        for (const name of FETCHES) {
+          expect(out[name]!.type).toBe(expected[name]!.type);
+          expect(out[name]!.dims).toEqual(expected[name]!.dims);
+          expect(Array.from(out[name]!.data as ArrayLike<unknown>)).toEqual(Array.from(expected[name]!.data as ArrayLike<unknown>));
+        }
+      }
+    } finally {
+      await threaded.release();
+      await local.session.release();
+    }
+  });
+
+  it('leaves the event loop free while a run lasts, where a session on the event loop holds it', async () => {
+    const bytes = model();
+    // Event-loop turns (setImmediate callbacks) that happen while one heavy run is in flight.
+    const turnsDuring = async (run: () => Promise<unknown>) => {
+      let turns = 0;
+      let done = false;
+      const spin = () => {
+        if (done) return;
+        turns++;
+        setImmediate(spin);
+      };
+      setImmediate(spin);
+      await run();
+      done = true;
+      return turns;
+    };
+    const onLoop = await openSession(bytes, SETTINGS, 0);
+    const onThreads = await openSession(bytes, SETTINGS, 1);
+    try {
+      await onLoop.session.run(feeds(256), FETCHES);
+      await onThreads.session.run(feeds(256), FETCHES);
+      const blocked = await turnsDuring(() => onLoop.session.run(feeds(256), FETCHES));
+      const free = await turnsDuring(() => onThreads.session.run(feeds(256), FETCHES));
+      // A 256 × 1024 × 1024 product takes milliseconds; the event loop turns many times meanwhile only when
+      // the run is elsewhere.
+      expect(blocked).toBeLessThanOrEqual(3);
+      expect(free).toBeGreaterThan(10);
+    } finally {
+      await onLoop.session.release();
+      await onThreads.session.release();
+    }
+  });
+
+  it('rejects with the reason when the model cannot be loaded', async () => {
+    await expect(ThreadSession.create(new TextEncoder().encode('not an onnx graph'), SETTINGS, 2)).rejects.toThrow(/fail|protobuf|pars/i);
+  });
+});

@@ -1,0 +1,112 @@
+// onnxruntime sessions on worker threads, behind the same few members of InferenceSession the services use.
+// onnxruntime-node runs session.run synchronously on the thread that calls it: on the event loop a run stops
+// everything else the process does (new calls, answers, health checks, cancellations) for as long as it
+// takes — 100+ ms for a text detector on a page — and two "concurrent" runs take turns. Here each thread
+// holds a session of its own; a run goes to the thread with the fewest runs waiting, so runs use as many cores
+// as there are threads and the event loop stays free. Tensors cross as copies (a run's input may be a view the
+// caller reuses), which costs far less than the run.
+import * as ort from 'onnxruntime-node';
+import type { Logger } from '../logger.js';
+import { WorkerCalls } from '../workers/worker-calls.js';
+import { createOnnxSession, type SessionSettings } from './onnx-session.js';
+
+/** The members of ort.InferenceSession the services use: what a session on threads also offers. */
+export interface SessionLike {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  release(): Promise<void>;
+}
+
+/** What the worker is started with. */
+export interface SessionThreadInit {
+  model: string | Uint8Array;
+  settings: SessionSettings;
+}
+
+/** What a worker says when its session is ready. */
+export interface SessionThreadInfo {
+  inputNames: string[];
+  outputNames: string[];
+  inputMetadata: ort.InferenceSession.ValueMetadata[];
+  outputMetadata: ort.InferenceSession.ValueMetadata[];
+  executionProvider: string;
+}
+
+/** A tensor as it crosses between threads. */
+export interface PlainTensor {
+  type: ort.Tensor.Type;
+  data: ort.Tensor.DataType;
+  dims: readonly number[];
+}
+
+export interface RunCall {
+  feeds: Record<string, PlainTensor>;
+  fetches: readonly string[];
+}
+
+export class ThreadSession implements SessionLike {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  readonly executionProvider: string;
+
+  private constructor(private readonly threads: WorkerCalls<SessionThreadInfo>[]) {
+    const info = threads[0]!.info;
+    this.inputNames = info.inputNames;
+    this.outputNames = info.outputNames;
+    this.inputMetadata = info.inputMetadata;
+    this.outputMetadata = info.outputMetadata;
+    this.executionProvider = info.executionProvider;
+  }
+
+  /**
+   * Starts `threads` workers, each loading the model with the providers in order (falling back as
+   * createOnnxSession does; the fallback is logged here). Rejects with the first worker's reason.
+   */
+  static async create(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: Logger): Promise<ThreadSession> {
+    const started = await Promise.allSettled(
+      Array.from({ length: Math.max(1, threads) }, () =>
+        WorkerCalls.start<SessionThreadInfo>(new URL('./session-worker.js', import.meta.url), { model, settings } satisfies SessionThreadInit, 'an onnxruntime session thread'),
+      ),
+    );
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed) {
+      await Promise.all(started.flatMap((s) => (s.status === 'fulfilled' ? [s.value.close()] : [])));
+      throw failed.reason;
+    }
+    const session = new ThreadSession(started.map((s) => (s as PromiseFulfilledResult<WorkerCalls<SessionThreadInfo>>).value));
+    const wanted = settings.executionProviders[0]?.toLowerCase() ?? 'cpu';
+    if (session.executionProvider !== wanted) log?.warn({ wanted, using: session.executionProvider }, 'execution provider unavailable; fell back');
+    return session;
+  }
+
+  /** Runs on the thread with the fewest runs in flight. */
+  async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    let thread = this.threads[0]!;
+    for (const t of this.threads) if (t.usable && (t.inFlight < thread.inFlight || !thread.usable)) thread = t;
+    const plain: Record<string, PlainTensor> = {};
+    for (const [name, t] of Object.entries(feeds)) plain[name] = { type: t.type, data: t.data, dims: t.dims };
+    const out = await thread.call<Record<string, PlainTensor>>({ feeds: plain, fetches } satisfies RunCall);
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(out)) tensors[name] = new ort.Tensor(t.type, t.data as never, t.dims);
+    return tensors;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all(this.threads.map((t) => t.close()));
+  }
+}
+
+/**
+ * A session on the calling thread (threads 0: runs block the event loop while they last) or on `threads`
+ * worker threads, a session each.
+ */
+export async function openSession(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: Logger): Promise<{ session: SessionLike; executionProvider: string }> {
+  if (threads <= 0) return createOnnxSession(model, settings, log);
+  const session = await ThreadSession.create(model, settings, threads, log);
+  return { session, executionProvider: session.executionProvider };
+}
