@@ -3,7 +3,7 @@
 // and posts its events back.
 import { getPriority, setPriority } from 'node:os';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { FailedPreconditionError } from '../../runtime/errors.js';
+import { notReady, type Ready } from '../../runtime/workers/worker-calls.js';
 import { LaneLoop } from '../domain/lane.js';
 import { OnnxDecoder } from './onnx-decoder.js';
 import type { LaneInit, LaneMessage, LaneReady, LaneReply } from './worker-lane.js';
@@ -15,9 +15,7 @@ let decoder: OnnxDecoder;
 try {
   decoder = await OnnxDecoder.create(init.model, init.settings, init.hints);
 } catch (err) {
-  const ready: LaneReady = { ready: false, error: err instanceof Error ? err.message : String(err) };
-  if (err instanceof FailedPreconditionError) Object.assign(ready, { violations: err.violations, reason: err.reason });
-  port.postMessage(ready);
+  port.postMessage(notReady(err));
   process.exit(0);
 }
 // Niceness is per thread on Linux: 0 names this thread. Raising it needs no privilege; where it is refused the
@@ -39,7 +37,7 @@ const lane: LaneLoop = new LaneLoop(decoder, {
 lane.listen((event) => port.postMessage(event satisfies LaneReply));
 port.on('message', handle);
 // Ready only now: the main thread sends joins as soon as it reads this, and they need the lane.
-port.postMessage({ ready: true, shape: decoder.shape, executionProvider: decoder.executionProvider, nicenessRefused } satisfies LaneReady);
+port.postMessage({ ready: true, value: { shape: decoder.shape, executionProvider: decoder.executionProvider, nicenessRefused } } satisfies Ready<LaneReady>);
 
 function handle(m: LaneMessage): void {
   switch (m.op) {

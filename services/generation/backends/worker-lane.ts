@@ -6,7 +6,7 @@
 import type { Worker } from 'node:worker_threads';
 import { FailedPreconditionError, UnavailableError } from '../../runtime/errors.js';
 import type { SessionSettings } from '../../runtime/models/onnx-session.js';
-import { startWorker } from '../../runtime/workers/start-worker.js';
+import { startReadyWorker } from '../../runtime/workers/worker-calls.js';
 import type { DecoderShape } from '../domain/decoder.js';
 import type { Lane, LaneEvent, LaneJoin, LaneOptions } from '../domain/lane.js';
 import type { DecoderConfigHints } from './onnx-decoder.js';
@@ -24,10 +24,13 @@ export interface LaneInit {
 /** Messages to the worker. */
 export type LaneMessage = { op: 'join'; sequence: LaneJoin } | { op: 'leave'; id: number } | { op: 'close' };
 
-/** The worker's first message. */
-export type LaneReady =
-  | { ready: true; shape: DecoderShape; executionProvider: string; nicenessRefused?: string }
-  | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
+/** What the worker says when its lane is ready. */
+export interface LaneReady {
+  shape: DecoderShape;
+  executionProvider: string;
+  /** Why the thread's niceness could not be raised, if it could not. */
+  nicenessRefused?: string;
+}
 
 /** Messages from the worker after it is ready. */
 export type LaneReply = LaneEvent | { kind: 'closed' };
@@ -70,22 +73,10 @@ export class WorkerLane implements Lane {
 
   /** Starts the worker and its session; rejects with the worker's reason when the model cannot be loaded. */
   static async create(init: LaneInit): Promise<WorkerLane> {
-    const worker = startWorker(new URL('./lane-worker.js', import.meta.url), init);
-    let onMessage!: (r: LaneReady) => void;
-    let onError!: (err: Error) => void;
-    let onExit!: (code: number) => void;
-    const ready = await new Promise<LaneReady>((resolve, reject) => {
-      onMessage = resolve;
-      onError = reject;
-      onExit = (code) => reject(new Error(`decode lane worker exited with code ${code} before it was ready`));
-      worker.once('message', onMessage).once('error', onError).once('exit', onExit);
-    }).finally(() => worker.off('message', onMessage).off('error', onError).off('exit', onExit));
-    if (!ready.ready) {
-      await worker.terminate();
-      if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
-      throw new Error(`decode lane: ${ready.error}`);
-    }
-    return new WorkerLane(worker, ready.shape, ready.executionProvider, ready.nicenessRefused);
+    const { worker, value } = await startReadyWorker<LaneReady>(new URL('./lane-worker.js', import.meta.url), init, 'the decode lane worker').catch((err: unknown) => {
+      throw err instanceof FailedPreconditionError ? err : new Error(`decode lane: ${(err as Error).message}`);
+    });
+    return new WorkerLane(worker, value.shape, value.executionProvider, value.nicenessRefused);
   }
 
   listen(sink: (event: LaneEvent) => void): void {
