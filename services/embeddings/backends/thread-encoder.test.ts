@@ -71,21 +71,27 @@ describe('ThreadEncoder', () => {
     await expect(ThreadEncoder.create({ file, settings: session, options: { name: 'broken', version: 1, pooling: 'mean', padId: 0 } })).rejects.toThrow(/fail/i);
   });
 
-  it('fails the batches in flight with UNAVAILABLE when its thread dies, and every later one', async () => {
+  it('fails the batches in flight with UNAVAILABLE when its thread dies, and runs later ones on a new thread', async () => {
     const dir = join(folder.root, 'glove-100d', '1');
     const tok = tokenizer(dir);
     const encoder = await ThreadEncoder.create({ file: join(dir, 'model.onnx'), settings: session, options: { name: 'g', version: 1, pooling: 'mean', padId: tok.padId } });
-    const batch = TEXTS.map((t) => tok.encode(t, { truncate: true, side: 'right' }));
-    const inFlight = encoder.run(batch);
-    await encoder.kill();
-    const settled = await inFlight.then(
-      () => 'answered',
-      (err: unknown) => err,
-    );
-    // The batch may have finished before the thread was stopped; if not, it failed as UNAVAILABLE.
-    if (settled !== 'answered') expect(settled).toBeInstanceOf(UnavailableError);
-    await expect(encoder.run(batch)).rejects.toBeInstanceOf(UnavailableError);
-    await encoder.close();
+    try {
+      const batch = TEXTS.map((t) => tok.encode(t, { truncate: true, side: 'right' }));
+      const before = await encoder.run(batch);
+      const inFlight = encoder.run(batch);
+      await encoder.kill();
+      const settled = await inFlight.then(
+        () => 'answered',
+        (err: unknown) => err,
+      );
+      // The batch may have finished before the thread was stopped; if not, it failed as UNAVAILABLE.
+      if (settled !== 'answered') expect(settled).toBeInstanceOf(UnavailableError);
+      // Two batches at once after the death start one new thread, and both are answered, as before.
+      const after = await Promise.all([encoder.run(batch), encoder.run(batch)]);
+      for (const vectors of after) expect(vectors.map((v) => Array.from(v))).toEqual(before.map((v) => Array.from(v)));
+    } finally {
+      await encoder.close();
+    }
   });
 
   it('refuses batches once closed', async () => {

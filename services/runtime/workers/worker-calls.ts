@@ -1,7 +1,8 @@
 // Calls answered by a worker thread, one reply per request, matched by id: the plumbing the model services'
 // threads share (an encoder's session, a vision model's sessions). The worker side (serveCalls) answers a first
 // "ready" message when it has loaded what it serves, or why it could not; then one reply per call, and a last
-// one when asked to close. If the thread dies, every call in flight and every later one is UNAVAILABLE.
+// one when asked to close. If the thread dies, the calls it held are UNAVAILABLE (the caller retries) and the
+// next call starts a new thread in its place.
 import { parentPort, workerData, type Transferable, type Worker } from 'node:worker_threads';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { startWorker } from './start-worker.js';
@@ -44,47 +45,38 @@ type Reply = { id: number; body: unknown } | { id: number; error: string } | { c
 export class WorkerCalls<Info> {
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(err: Error): void }>();
   private nextId = 0;
+  /** Why the current worker can no longer be used (it died), until a new one replaces it. */
   private stopped: string | undefined;
+  /** Set once close() is called: no new worker after that. */
+  private closed = false;
   private closing: Promise<void> | undefined;
   private onClosed: (() => void) | undefined;
+  private restarting: Promise<void> | undefined;
 
   private constructor(
-    private readonly worker: Worker,
+    private worker: Worker,
     /** What the worker said when it was ready. */
     readonly info: Info,
+    private readonly start: () => Promise<{ worker: Worker; value: Info }>,
     /** Names the thread in errors ("the encoder thread of model x"). */
     private readonly what: string,
   ) {
-    worker.on('message', (reply: Reply) => {
-      if ('closed' in reply) return this.onClosed?.();
-      const p = this.pending.get(reply.id);
-      if (!p) return;
-      this.pending.delete(reply.id);
-      if ('error' in reply) p.reject(new Error(reply.error));
-      else p.resolve(reply.body);
-    });
-    const stop = (why: string) => {
-      this.stopped ??= why;
-      this.onClosed?.();
-      const error = this.unavailable();
-      for (const p of this.pending.values()) p.reject(error);
-      this.pending.clear();
-    };
-    worker.on('error', (err) => stop(String(err)));
-    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
+    this.attach(worker);
   }
 
   /**
    * Starts the worker entry (a module calling serveCalls) and waits for it to be ready; rejects with its reason
-   * (a FailedPreconditionError when it threw one) when it cannot be.
+   * (a FailedPreconditionError when it threw one) when it cannot be. A worker that dies later fails the calls
+   * it held with UNAVAILABLE, and the next call starts a new one from the same entry and data.
    */
   static async start<Info>(entry: URL, data: unknown, what: string): Promise<WorkerCalls<Info>> {
-    const { worker, value } = await startReadyWorker<Info>(entry, data, what);
-    return new WorkerCalls(worker, value, what);
+    const start = () => startReadyWorker<Info>(entry, data, what);
+    const { worker, value } = await start();
+    return new WorkerCalls(worker, value, start, what);
   }
 
   get usable(): boolean {
-    return this.stopped === undefined;
+    return this.stopped === undefined && !this.closed;
   }
 
   /** Calls in flight (sent, not answered). */
@@ -93,8 +85,9 @@ export class WorkerCalls<Info> {
   }
 
   /** Sends body (moving the buffers in transfer); resolves with the worker's reply. */
-  call<T>(body: unknown, transfer: Transferable[] = []): Promise<T> {
-    if (this.stopped) return Promise.reject(this.unavailable());
+  async call<T>(body: unknown, transfer: Transferable[] = []): Promise<T> {
+    if (this.closed) throw this.unavailable('closed');
+    if (this.stopped) await this.restart();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -105,12 +98,13 @@ export class WorkerCalls<Info> {
   /** Lets the worker finish the calls already sent and release what it holds, then ends the thread. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.closed = true;
+      await this.restarting?.catch(() => undefined);
       if (!this.stopped) {
         const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
         this.worker.postMessage({ op: 'close' } satisfies Call);
         await closed;
       }
-      this.stopped ??= 'closed';
       await this.worker.terminate();
     })();
     return this.closing;
@@ -121,8 +115,48 @@ export class WorkerCalls<Info> {
     return this.worker.terminate();
   }
 
-  private unavailable(): UnavailableError {
-    return new UnavailableError(`${this.what} stopped (${this.stopped}); retry`, 100);
+  private attach(worker: Worker): void {
+    worker.on('message', (reply: Reply) => {
+      if ('closed' in reply) return this.onClosed?.();
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if ('error' in reply) p.reject(new Error(reply.error));
+      else p.resolve(reply.body);
+    });
+    const stop = (why: string) => {
+      if (this.worker !== worker || this.stopped) return;
+      this.stopped = why;
+      this.onClosed?.();
+      const error = this.unavailable(why);
+      for (const p of this.pending.values()) p.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => stop(String(err)));
+    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
+  }
+
+  /** Replaces a dead worker (once, however many calls wait for it); UNAVAILABLE when the new one cannot start. */
+  private restart(): Promise<void> {
+    this.restarting ??= this.start()
+      .then(({ worker }) => {
+        if (this.closed) {
+          void worker.terminate();
+          throw this.unavailable('closed');
+        }
+        this.worker = worker;
+        this.stopped = undefined;
+        this.attach(worker);
+      })
+      .catch((err: unknown) => {
+        throw err instanceof UnavailableError ? err : this.unavailable(`it could not be started again: ${err instanceof Error ? err.message : String(err)}`);
+      })
+      .finally(() => (this.restarting = undefined));
+    return this.restarting;
+  }
+
+  private unavailable(why: string | undefined = this.stopped): UnavailableError {
+    return new UnavailableError(`${this.what} stopped (${why}); retry`, 100);
   }
 }
 
