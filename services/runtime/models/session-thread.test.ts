@@ -92,6 +92,21 @@ describe('ThreadSession', () => {
     }
   });
 
+  it('moves handed-over inputs to the thread instead of copying them, and copies the others', async () => {
+    const session = await ThreadSession.create(model(), SETTINGS, 1);
+    try {
+      const kept = feeds(2);
+      const given = feeds(2);
+      const a = await session.run(kept, FETCHES);
+      const b = await session.run(given, FETCHES, true);
+      expect(Array.from(b.y!.data as Float32Array)).toEqual(Array.from(a.y!.data as Float32Array));
+      expect((kept.x!.data as Float32Array).length).toBe(8);
+      expect((given.x!.data as Float32Array).length).toBe(0);
+    } finally {
+      await session.release();
+    }
+  });
+
   it('rejects with the reason when the model cannot be loaded', async () => {
     await expect(ThreadSession.create(new TextEncoder().encode('not an onnx graph'), SETTINGS, 2)).rejects.toThrow(/fail|protobuf|pars/i);
   });

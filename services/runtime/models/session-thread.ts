@@ -10,14 +10,30 @@ import type { Logger } from '../logger.js';
 import { WorkerCalls } from '../workers/worker-calls.js';
 import { createOnnxSession, type SessionSettings } from './onnx-session.js';
 
-/** The members of ort.InferenceSession the services use: what a session on threads also offers. */
+/** The members of ort.InferenceSession the services use, on the event loop or on threads. */
 export interface SessionLike {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
   readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
-  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  /**
+   * handOver: the caller will not touch the feeds' data again, so a session on a thread may move their buffers
+   * there instead of copying them (the arrays are then empty on this side).
+   */
+  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], handOver?: boolean): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
+}
+
+/** A session on the calling thread as a SessionLike. */
+function onLoop(session: ort.InferenceSession): SessionLike {
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    inputMetadata: session.inputMetadata,
+    outputMetadata: session.outputMetadata,
+    run: (feeds, fetches) => session.run(feeds, fetches),
+    release: () => session.release(),
+  };
 }
 
 /** What the worker is started with. */
@@ -85,12 +101,18 @@ export class ThreadSession implements SessionLike {
   }
 
   /** Runs on the thread with the fewest runs in flight. */
-  async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
+  async run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], handOver = false): Promise<Record<string, ort.Tensor>> {
     let thread = this.threads[0]!;
     for (const t of this.threads) if (t.usable && (t.inFlight < thread.inFlight || !thread.usable)) thread = t;
     const plain: Record<string, PlainTensor> = {};
-    for (const [name, t] of Object.entries(feeds)) plain[name] = { type: t.type, data: t.data, dims: t.dims };
-    const out = await thread.call<Record<string, PlainTensor>>({ feeds: plain, fetches } satisfies RunCall);
+    const transfer: ArrayBuffer[] = [];
+    for (const [name, t] of Object.entries(feeds)) {
+      plain[name] = { type: t.type, data: t.data, dims: t.dims };
+      // Only a buffer the array spans whole is moved: moving a larger one would take its other users' data too.
+      const data = t.data as ArrayBufferView;
+      if (handOver && ArrayBuffer.isView(data) && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer) transfer.push(data.buffer);
+    }
+    const out = await thread.call<Record<string, PlainTensor>>({ feeds: plain, fetches } satisfies RunCall, transfer);
     const tensors: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(out)) tensors[name] = new ort.Tensor(t.type, t.data as never, t.dims);
     return tensors;
@@ -106,7 +128,10 @@ export class ThreadSession implements SessionLike {
  * worker threads, a session each.
  */
 export async function openSession(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: Logger): Promise<{ session: SessionLike; executionProvider: string }> {
-  if (threads <= 0) return createOnnxSession(model, settings, log);
+  if (threads <= 0) {
+    const { session, executionProvider } = await createOnnxSession(model, settings, log);
+    return { session: onLoop(session), executionProvider };
+  }
   const session = await ThreadSession.create(model, settings, threads, log);
   return { session, executionProvider: session.executionProvider };
 }

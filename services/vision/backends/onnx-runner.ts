@@ -9,7 +9,8 @@ export function tensorRunner(session: SessionLike): TensorRunner {
   if (!input || !output) throw new Error('the model needs at least one input and one output');
   return {
     async run(data, dims) {
-      const result = await session.run({ [input]: new ort.Tensor('float32', data, dims) }, [output]);
+      // The engine builds a new tensor for every run and never reads it again: a session on a thread may take it.
+      const result = await session.run({ [input]: new ort.Tensor('float32', data, dims) }, [output], true);
       const tensor = result[output];
       if (!tensor || tensor.type !== 'float32') throw new Error(`output ${output} is not a float32 tensor`);
       return { data: tensor.data as Float32Array, dims: tensor.dims };

@@ -17,6 +17,7 @@ import { normalizer, writePlanar, type Normalizer } from './tensors.js';
 
 /** A model behind onnxruntime: one float32 input, its first output back. */
 export interface TensorRunner {
+  /** Runs the model on one input; `data` is the runner's from then on (it may move it to another thread). */
   run(data: Float32Array, dims: number[]): Promise<{ data: Float32Array; dims: readonly number[] }>;
 }
 
