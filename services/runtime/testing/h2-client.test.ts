@@ -148,7 +148,7 @@ describe('H2GrpcClient streams', () => {
         if (++seen === 5) throw stop;
       }),
     ).rejects.toBe(stop);
-    await expect.poll(() => cancelled).toBe(1);
+    await expect.poll(() => cancelled, { timeout: 10_000 }).toBe(1);
     const got: number[] = [];
     await c.stream('/t.Stream/Repeat', request(2, 7), (m) => got.push(m.length));
     expect(got).toEqual([7, 7]);
