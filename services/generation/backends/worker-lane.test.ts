@@ -217,7 +217,7 @@ describe('a lane', () => {
     }
   });
 
-  it('on a worker thread fails its sequences with UNAVAILABLE when the worker dies, and every later one too', async () => {
+  it('on a worker thread fails its sequences with UNAVAILABLE when the worker dies, and those that join while a new worker starts; later ones run on it', async () => {
     const dying = await WorkerLane.create(init());
     const r = record(dying);
     // The sequence joins a worker already being stopped (while idle: a worker stopped in the middle of an
@@ -228,9 +228,15 @@ describe('a lane', () => {
     await r.until((ev) => outcome(ev).ends.get(1) === 'failed');
     const failed = r.events.find((e) => e.kind === 'failed')!;
     expect(failed.kind === 'failed' && failed.error).toBeInstanceOf(UnavailableError);
+    // Right after the death (this runs before the new worker can have reported ready) the lane is not usable.
     expect(dying.usable).toBe(false);
     dying.join({ id: 2, promptTokens: [1], params: params() });
     await r.until((ev) => outcome(ev).ends.get(2) === 'failed');
+    await expect.poll(() => dying.usable, { timeout: 60_000 }).toBe(true);
+    dying.join({ id: 3, promptTokens: [1, 2, 3], params: params({ maxNewTokens: 4 }) });
+    await r.until((ev) => outcome(ev).ends.has(3));
+    expect(outcome(r.events).ends.get(3)).toBe('length');
+    expect(outcome(r.events).tokens.get(3)).toHaveLength(4);
     await dying.close();
   });
 
@@ -268,7 +274,7 @@ describe('a model with two lanes', () => {
     return out;
   }
 
-  it('stops placing sequences on a lane whose worker died, and serves every request on the lanes left', async () => {
+  it('stops placing sequences on a lane whose worker died, serves every request on the lanes left, and starts a new worker for it', async () => {
     const dir = join(model, '..');
     const loaded = await loadGenerationModel(dir, { session: SESSION, decodeLanes: 2, limits: engineLimits(loadConfig(spec, {})), log: silentLogger, name: 'tiny', version: 1 });
     try {
@@ -277,9 +283,14 @@ describe('a model with two lanes', () => {
       for (const p of prompts) alone.push(await tokens(loaded.model, p));
       expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
       expect(loaded.model.stats()).toMatchObject({ lanes: 2, mostLanesInStep: 2 });
-      const worker = (loaded.model as unknown as { lanes: { worker?: { terminate(): Promise<number> } }[] }).lanes[1]!.worker!;
-      await worker.terminate();
+      const lane = (loaded.model as unknown as { lanes: { usable: boolean; worker?: { terminate(): Promise<number> } }[] }).lanes[1]!;
+      await lane.worker!.terminate();
+      expect(lane.usable).toBe(false);
       expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
+      // The lane comes back with a new worker, and both lanes step again.
+      await expect.poll(() => lane.usable, { timeout: 60_000 }).toBe(true);
+      expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
+      expect(loaded.model.stats()).toMatchObject({ lanes: 2, mostLanesInStep: 2 });
     } finally {
       await loaded.model.close();
     }

@@ -39,32 +39,61 @@ export class WorkerLane implements Lane {
   private sink: (event: LaneEvent) => void = () => undefined;
   /** Sequences joined and not reported gone: the ones to fail if the worker dies. */
   private readonly members = new Set<number>();
-  /** Why the lane can no longer be used (worker gone or closed). */
+  /** Why the lane can no longer be used (worker gone, being replaced, or closed). */
   private stopped: string | undefined;
+  private closed = false;
   private closing: Promise<void> | undefined;
   private onClosed: (() => void) | undefined;
+  private restarting: Promise<void> | undefined;
 
   private constructor(
-    private readonly worker: Worker,
+    private worker: Worker,
+    private readonly init: LaneInit,
     readonly shape: DecoderShape,
     readonly executionProvider: string,
     /** Why the thread's niceness could not be raised, if it could not. */
     readonly nicenessRefused: string | undefined,
   ) {
+    this.attach(worker);
+  }
+
+  /**
+   * Listens to a worker. When it dies, the sequences it held fail with UNAVAILABLE (their callers retry) and a
+   * new worker is started in its place at once; the lane is not usable (the scheduler places sequences on the
+   * others) until the new one is ready, or for good if it cannot start.
+   */
+  private attach(worker: Worker): void {
     worker.on('message', (event: LaneReply) => {
       if (event.kind === 'closed') return this.onClosed?.();
       this.track(event);
       this.sink(event);
     });
     const stop = (why: string) => {
+      if (this.worker !== worker || (this.stopped !== undefined && !this.closed)) return;
       this.stopped ??= why;
       this.onClosed?.();
       const ids = [...this.members];
       this.members.clear();
       if (ids.length > 0) this.sink({ kind: 'failed', ids, error: this.unavailable() });
+      if (!this.closed) this.restart(why);
     };
     worker.on('error', (err) => stop(String(err)));
     worker.on('exit', (code) => stop(`worker exited with code ${code}`));
+  }
+
+  private restart(why: string): void {
+    this.stopped = `${why}; a new decode lane worker is starting`;
+    this.restarting = WorkerLane.start(this.init)
+      .then(({ worker }) => {
+        if (this.closed) return void worker.terminate();
+        this.worker = worker;
+        this.stopped = undefined;
+        this.attach(worker);
+      })
+      .catch((err: unknown) => {
+        this.stopped = `${why}; a new worker could not start: ${err instanceof Error ? err.message : String(err)}`;
+      })
+      .finally(() => (this.restarting = undefined));
   }
 
   get usable(): boolean {
@@ -73,10 +102,14 @@ export class WorkerLane implements Lane {
 
   /** Starts the worker and its session; rejects with the worker's reason when the model cannot be loaded. */
   static async create(init: LaneInit): Promise<WorkerLane> {
-    const { worker, value } = await startReadyWorker<LaneReady>(new URL('./lane-worker.js', import.meta.url), init, 'the decode lane worker').catch((err: unknown) => {
+    const { worker, value } = await WorkerLane.start(init);
+    return new WorkerLane(worker, init, value.shape, value.executionProvider, value.nicenessRefused);
+  }
+
+  private static start(init: LaneInit) {
+    return startReadyWorker<LaneReady>(new URL('./lane-worker.js', import.meta.url), init, 'the decode lane worker').catch((err: unknown) => {
       throw err instanceof FailedPreconditionError ? err : new Error(`decode lane: ${(err as Error).message}`);
     });
-    return new WorkerLane(worker, value.shape, value.executionProvider, value.nicenessRefused);
   }
 
   listen(sink: (event: LaneEvent) => void): void {
@@ -99,6 +132,8 @@ export class WorkerLane implements Lane {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.closed = true;
+      await this.restarting;
       if (!this.stopped) {
         const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
         this.post({ op: 'close' });
