@@ -222,7 +222,7 @@ describe('a lane', () => {
     const r = record(dying);
     // The sequence joins a worker already being stopped (while idle: a worker stopped in the middle of an
     // onnxruntime call takes the process down, as a crashing thread would), so it is in flight when it exits.
-    const ending = (dying as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    const ending = dying.kill();
     dying.join({ id: 1, promptTokens: [1, 2, 3], params: params() });
     await ending;
     await r.until((ev) => outcome(ev).ends.get(1) === 'failed');
@@ -283,8 +283,8 @@ describe('a model with two lanes', () => {
       for (const p of prompts) alone.push(await tokens(loaded.model, p));
       expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
       expect(loaded.model.stats()).toMatchObject({ lanes: 2, mostLanesInStep: 2 });
-      const lane = (loaded.model as unknown as { lanes: { usable: boolean; worker?: { terminate(): Promise<number> } }[] }).lanes[1]!;
-      await lane.worker!.terminate();
+      const lane = (loaded.model as unknown as { lanes: WorkerLane[] }).lanes[1]!;
+      await lane.kill();
       expect(lane.usable).toBe(false);
       expect(await Promise.all(prompts.map((p) => tokens(loaded.model, p)))).toEqual(alone);
       // The lane comes back with a new worker, and both lanes step again.

@@ -7,6 +7,7 @@ import type { Worker } from 'node:worker_threads';
 import { FailedPreconditionError, UnavailableError } from '../../runtime/errors.js';
 import type { SessionSettings } from '../../runtime/models/onnx-session.js';
 import { startReadyWorker } from '../../runtime/workers/worker-calls.js';
+import { WorkerHost } from '../../runtime/workers/worker-host.js';
 import type { DecoderShape } from '../domain/decoder.js';
 import type { Lane, LaneEvent, LaneJoin, LaneOptions } from '../domain/lane.js';
 import type { DecoderConfigHints } from './onnx-decoder.js';
@@ -39,65 +40,38 @@ export class WorkerLane implements Lane {
   private sink: (event: LaneEvent) => void = () => undefined;
   /** Sequences joined and not reported gone: the ones to fail if the worker dies. */
   private readonly members = new Set<number>();
-  /** Why the lane can no longer be used (worker gone, being replaced, or closed). */
-  private stopped: string | undefined;
-  private closed = false;
-  private closing: Promise<void> | undefined;
-  private onClosed: (() => void) | undefined;
-  private restarting: Promise<void> | undefined;
+  private readonly host: WorkerHost;
 
+  /**
+   * When the worker dies, the sequences it held fail with UNAVAILABLE (their callers retry) and a new worker is
+   * started in its place at once; the lane is not usable (the scheduler places sequences on the others) until
+   * the new one is ready, or for good if it cannot start.
+   */
   private constructor(
-    private worker: Worker,
-    private readonly init: LaneInit,
+    worker: Worker,
+    init: LaneInit,
     readonly shape: DecoderShape,
     readonly executionProvider: string,
     /** Why the thread's niceness could not be raised, if it could not. */
     readonly nicenessRefused: string | undefined,
   ) {
-    this.attach(worker);
-  }
-
-  /**
-   * Listens to a worker. When it dies, the sequences it held fail with UNAVAILABLE (their callers retry) and a
-   * new worker is started in its place at once; the lane is not usable (the scheduler places sequences on the
-   * others) until the new one is ready, or for good if it cannot start.
-   */
-  private attach(worker: Worker): void {
-    worker.on('message', (event: LaneReply) => {
-      if (event.kind === 'closed') return this.onClosed?.();
-      this.track(event);
-      this.sink(event);
+    this.host = new WorkerHost(worker, () => WorkerLane.start(init), {
+      message: (event) => {
+        this.track(event as LaneEvent);
+        this.sink(event as LaneEvent);
+      },
+      died: () => {
+        const ids = [...this.members];
+        this.members.clear();
+        if (ids.length > 0) this.sink({ kind: 'failed', ids, error: this.unavailable() });
+        this.host.restart().catch(() => undefined);
+      },
+      isClosedReply: (event) => (event as LaneReply).kind === 'closed',
     });
-    const stop = (why: string) => {
-      if (this.worker !== worker || (this.stopped !== undefined && !this.closed)) return;
-      this.stopped ??= why;
-      this.onClosed?.();
-      const ids = [...this.members];
-      this.members.clear();
-      if (ids.length > 0) this.sink({ kind: 'failed', ids, error: this.unavailable() });
-      if (!this.closed) this.restart(why);
-    };
-    worker.on('error', (err) => stop(String(err)));
-    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
-  }
-
-  private restart(why: string): void {
-    this.stopped = `${why}; a new decode lane worker is starting`;
-    this.restarting = WorkerLane.start(this.init)
-      .then(({ worker }) => {
-        if (this.closed) return void worker.terminate();
-        this.worker = worker;
-        this.stopped = undefined;
-        this.attach(worker);
-      })
-      .catch((err: unknown) => {
-        this.stopped = `${why}; a new worker could not start: ${err instanceof Error ? err.message : String(err)}`;
-      })
-      .finally(() => (this.restarting = undefined));
   }
 
   get usable(): boolean {
-    return this.stopped === undefined;
+    return this.host.usable;
   }
 
   /** Starts the worker and its session; rejects with the worker's reason when the model cannot be loaded. */
@@ -117,7 +91,7 @@ export class WorkerLane implements Lane {
   }
 
   join(sequence: LaneJoin): void {
-    if (this.stopped) {
+    if (!this.host.usable) {
       // Reported on a later turn, as a working lane would.
       queueMicrotask(() => this.sink({ kind: 'failed', ids: [sequence.id], error: this.unavailable() }));
       return;
@@ -127,26 +101,20 @@ export class WorkerLane implements Lane {
   }
 
   leave(id: number): void {
-    if (!this.stopped) this.post({ op: 'leave', id });
+    if (this.host.usable) this.post({ op: 'leave', id });
   }
 
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.closed = true;
-      await this.restarting;
-      if (!this.stopped) {
-        const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
-        this.post({ op: 'close' });
-        await closed;
-      }
-      this.stopped ??= 'closed';
-      await this.worker.terminate();
-    })();
-    return this.closing;
+    return this.host.close({ op: 'close' } satisfies LaneMessage);
+  }
+
+  /** For tests: ends the worker as a crash would. */
+  kill(): Promise<number> {
+    return this.host.kill();
   }
 
   private post(message: LaneMessage): void {
-    this.worker.postMessage(message);
+    this.host.post(message);
   }
 
   /** Keeps `members` to the sequences the worker still holds. */
@@ -168,6 +136,6 @@ export class WorkerLane implements Lane {
   }
 
   private unavailable(): UnavailableError {
-    return new UnavailableError(`a decode lane of this model stopped (${this.stopped}); retry`, 100);
+    return new UnavailableError(`a decode lane of this model stopped (${this.host.why}); retry`, 100);
   }
 }

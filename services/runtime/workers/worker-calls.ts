@@ -6,6 +6,7 @@
 import { parentPort, workerData, type Transferable, type Worker } from 'node:worker_threads';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { startWorker } from './start-worker.js';
+import { WorkerHost } from './worker-host.js';
 
 /** A worker's first message: what it loaded, or why it could not. */
 export type Ready<T> = { ready: true; value: T } | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
@@ -45,23 +46,32 @@ type Reply = { id: number; body: unknown } | { id: number; error: string } | { c
 export class WorkerCalls<Info> {
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(err: Error): void }>();
   private nextId = 0;
-  /** Why the current worker can no longer be used (it died), until a new one replaces it. */
-  private stopped: string | undefined;
-  /** Set once close() is called: no new worker after that. */
-  private closed = false;
-  private closing: Promise<void> | undefined;
-  private onClosed: (() => void) | undefined;
-  private restarting: Promise<void> | undefined;
+  private readonly host: WorkerHost;
 
   private constructor(
-    private worker: Worker,
+    worker: Worker,
     /** What the worker said when it was ready. */
     readonly info: Info,
-    private readonly start: () => Promise<{ worker: Worker; value: Info }>,
+    start: () => Promise<{ worker: Worker }>,
     /** Names the thread in errors ("the encoder thread of model x"). */
     private readonly what: string,
   ) {
-    this.attach(worker);
+    this.host = new WorkerHost(worker, start, {
+      message: (reply) => {
+        const r = reply as Reply & { id: number };
+        const p = this.pending.get(r.id);
+        if (!p) return;
+        this.pending.delete(r.id);
+        if ('error' in r) p.reject(new Error(r.error));
+        else p.resolve((r as { body: unknown }).body);
+      },
+      died: (why) => {
+        const error = this.unavailable(why);
+        for (const p of this.pending.values()) p.reject(error);
+        this.pending.clear();
+      },
+      isClosedReply: (reply) => typeof reply === 'object' && reply !== null && 'closed' in reply,
+    });
   }
 
   /**
@@ -76,7 +86,7 @@ export class WorkerCalls<Info> {
   }
 
   get usable(): boolean {
-    return this.stopped === undefined && !this.closed;
+    return this.host.usable;
   }
 
   /** Calls in flight (sent, not answered). */
@@ -86,76 +96,30 @@ export class WorkerCalls<Info> {
 
   /** Sends body (moving the buffers in transfer); resolves with the worker's reply. */
   async call<T>(body: unknown, transfer: Transferable[] = []): Promise<T> {
-    if (this.closed) throw this.unavailable('closed');
-    if (this.stopped) await this.restart();
+    if (this.host.isClosed) throw this.unavailable('closed');
+    if (!this.host.usable) {
+      await this.host.restart().catch((err: unknown) => {
+        throw this.unavailable(this.host.isClosed ? 'closed' : `it could not be started again: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    }
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker.postMessage({ op: 'call', id, body } satisfies Call, transfer);
+      this.host.post({ op: 'call', id, body } satisfies Call, transfer);
     });
   }
 
   /** Lets the worker finish the calls already sent and release what it holds, then ends the thread. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.closed = true;
-      await this.restarting?.catch(() => undefined);
-      if (!this.stopped) {
-        const closed = new Promise<void>((resolve) => (this.onClosed = resolve));
-        this.worker.postMessage({ op: 'close' } satisfies Call);
-        await closed;
-      }
-      await this.worker.terminate();
-    })();
-    return this.closing;
+    return this.host.close({ op: 'close' } satisfies Call);
   }
 
   /** For tests: ends the thread as a crash would. */
   kill(): Promise<number> {
-    return this.worker.terminate();
+    return this.host.kill();
   }
 
-  private attach(worker: Worker): void {
-    worker.on('message', (reply: Reply) => {
-      if ('closed' in reply) return this.onClosed?.();
-      const p = this.pending.get(reply.id);
-      if (!p) return;
-      this.pending.delete(reply.id);
-      if ('error' in reply) p.reject(new Error(reply.error));
-      else p.resolve(reply.body);
-    });
-    const stop = (why: string) => {
-      if (this.worker !== worker || this.stopped) return;
-      this.stopped = why;
-      this.onClosed?.();
-      const error = this.unavailable(why);
-      for (const p of this.pending.values()) p.reject(error);
-      this.pending.clear();
-    };
-    worker.on('error', (err) => stop(String(err)));
-    worker.on('exit', (code) => stop(`worker exited with code ${code}`));
-  }
-
-  /** Replaces a dead worker (once, however many calls wait for it); UNAVAILABLE when the new one cannot start. */
-  private restart(): Promise<void> {
-    this.restarting ??= this.start()
-      .then(({ worker }) => {
-        if (this.closed) {
-          void worker.terminate();
-          throw this.unavailable('closed');
-        }
-        this.worker = worker;
-        this.stopped = undefined;
-        this.attach(worker);
-      })
-      .catch((err: unknown) => {
-        throw err instanceof UnavailableError ? err : this.unavailable(`it could not be started again: ${err instanceof Error ? err.message : String(err)}`);
-      })
-      .finally(() => (this.restarting = undefined));
-    return this.restarting;
-  }
-
-  private unavailable(why: string | undefined = this.stopped): UnavailableError {
+  private unavailable(why: string | undefined): UnavailableError {
     return new UnavailableError(`${this.what} stopped (${why}); retry`, 100);
   }
 }
