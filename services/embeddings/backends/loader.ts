@@ -120,7 +120,7 @@ interface OpenEncoder {
 }
 
 async function openEncoder(file: string, options: EncoderInit['options'], settings: BackendSettings): Promise<OpenEncoder> {
-  if (settings.encoderThread) return ThreadEncoder.create({ file, settings: settings.session, options });
+  if (settings.encoderThread) return ThreadEncoder.create({ file, settings: settings.session, options }, settings.log);
   const { session, executionProvider } = await createOnnxSession(file, settings.session, settings.log);
   try {
     const encoder = new OnnxEncoder(session, { ...options, executionProvider });

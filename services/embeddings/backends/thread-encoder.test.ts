@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '../../runtime/errors.js';
-import { createOnnxSession } from '../../runtime/models/onnx-session.js';
+import { collectingLog, createOnnxSession } from '../../runtime/models/onnx-session.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { createModelFolder, type ModelFolder } from '../testing/model-folder.js';
 import { OnnxEncoder } from './onnx-encoder.js';
@@ -62,6 +62,22 @@ describe('ThreadEncoder', () => {
     } finally {
       await threaded.close();
       await local.session.release();
+    }
+  });
+
+  it('falls back to the cpu provider on its thread and logs that here', async () => {
+    const dir = join(folder.root, 'glove-100d', '1');
+    const log = collectingLog();
+    const encoder = await ThreadEncoder.create(
+      { file: join(dir, 'model.onnx'), settings: { ...session, executionProviders: ['no-such-provider', 'cpu'] }, options: { name: 'g', version: 1, pooling: 'mean', padId: 0 } },
+      log,
+    );
+    try {
+      expect(encoder.executionProvider).toBe('cpu');
+      expect(log.warnings.map((w) => w.message)).toContain('execution provider unavailable; fell back');
+      expect(log.warnings.find((w) => w.message === 'execution provider unavailable; fell back')!.details).toEqual({ wanted: 'no-such-provider', using: 'cpu' });
+    } finally {
+      await encoder.close();
     }
   });
 

@@ -5,7 +5,7 @@
 // the event loop decodes, tokenizes and answers, and the batcher's next batch is ready when it ends.
 // A batch crosses as one Int32Array of token ids, its vectors come back as one Float32Array, both moved, not
 // copied.
-import type { SessionSettings } from '../../runtime/models/onnx-session.js';
+import type { SessionLog, SessionSettings } from '../../runtime/models/onnx-session.js';
 import { WorkerCalls } from '../../runtime/workers/worker-calls.js';
 import type { EncoderOptions, EncoderRow } from './onnx-encoder.js';
 
@@ -24,6 +24,8 @@ export interface EncoderInfo {
   executionProvider: string;
   /** The model reads token_type_ids, so they cross too. */
   typed: boolean;
+  /** What creating the session warned about (providers that failed, the fallback), for the main thread's log. */
+  warnings: { details: object; message: string }[];
 }
 
 /**
@@ -79,10 +81,15 @@ export class ThreadEncoder {
     ({ dimensions: this.dimensions, output: this.output, pooledByModel: this.pooledByModel, executionProvider: this.executionProvider } = thread.info);
   }
 
-  /** Starts the worker and loads the model there; rejects with the worker's reason when it cannot. */
-  static async create(init: EncoderInit): Promise<ThreadEncoder> {
+  /**
+   * Starts the worker and loads the model there (what that warned about goes to log); rejects with the worker's
+   * reason when it cannot.
+   */
+  static async create(init: EncoderInit, log?: SessionLog): Promise<ThreadEncoder> {
     const what = `the encoder thread of model "${init.options.name}" version ${init.options.version}`;
-    return new ThreadEncoder(await WorkerCalls.start<EncoderInfo>(new URL('./encoder-thread.js', import.meta.url), init, what));
+    const thread = await WorkerCalls.start<EncoderInfo>(new URL('./encoder-thread.js', import.meta.url), init, what);
+    for (const w of thread.info.warnings) log?.warn(w.details, w.message);
+    return new ThreadEncoder(thread);
   }
 
   /** One pooled vector per row, as OnnxEncoder.run answers (views of one buffer). */

@@ -2,7 +2,17 @@
 // works is used, falling back along the list with a logged warning. Thread counts are configuration too:
 // on a 2-core machine shared with the gRPC event loop, one intra-op thread is often the fastest.
 import * as ort from 'onnxruntime-node';
-import type { Logger } from '../logger.js';
+
+/** Where a session's warnings go (a Logger; on a worker thread, a list that the main thread logs). */
+export interface SessionLog {
+  warn(details: object, message: string): void;
+}
+
+/** A SessionLog that keeps what it is told, for a worker thread to pass on to the main thread's logger. */
+export function collectingLog(): SessionLog & { warnings: { details: object; message: string }[] } {
+  const warnings: { details: object; message: string }[] = [];
+  return { warnings, warn: (details, message) => warnings.push({ details, message }) };
+}
 
 export interface SessionSettings {
   /** Provider names in order of preference, e.g. ['cuda', 'cpu']. 'cpu' is always tried last. */
@@ -20,7 +30,7 @@ export interface OnnxSession {
 }
 
 /** Creates a session from a file path or bytes, trying providers in order. */
-export async function createOnnxSession(model: string | Uint8Array, settings: SessionSettings, log?: Logger): Promise<OnnxSession> {
+export async function createOnnxSession(model: string | Uint8Array, settings: SessionSettings, log?: SessionLog): Promise<OnnxSession> {
   const providers = [...new Set([...settings.executionProviders.map((p) => p.toLowerCase()), 'cpu'])];
   let lastError: unknown;
   for (const provider of providers) {

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { DataType, GraphBuilder } from '../../embeddings/defaults/onnx-graph.js';
-import { createOnnxSession } from './onnx-session.js';
+import { collectingLog, createOnnxSession } from './onnx-session.js';
 import { openSession, ThreadSession } from './session-thread.js';
 
 const SETTINGS = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
@@ -96,6 +96,24 @@ describe('ThreadSession', () => {
       expect((given.x!.data as Float32Array).length).toBe(0);
     } finally {
       await session.release();
+    }
+  });
+
+  it('falls back along the provider list on its threads and logs it here, as on the event loop', async () => {
+    const bytes = model();
+    const warnings = (log: { warnings: { details: object; message: string }[] }) => log.warnings.map((w) => [w.message, w.details]);
+    const here = collectingLog();
+    const local = await createOnnxSession(bytes, { ...SETTINGS, executionProviders: ['no-such-provider', 'cpu'] }, here);
+    const there = collectingLog();
+    const threaded = await ThreadSession.create(bytes, { ...SETTINGS, executionProviders: ['no-such-provider', 'cpu'] }, 2, there);
+    try {
+      expect(threaded.executionProvider).toBe('cpu');
+      expect(warnings(there).map(([message]) => message)).toContain('execution provider unavailable; fell back');
+      // The same warnings, in the same order, as the same session created here (the errors' wording included).
+      expect(warnings(there)).toEqual(warnings(here));
+    } finally {
+      await threaded.release();
+      await local.session.release();
     }
   });
 

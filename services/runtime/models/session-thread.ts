@@ -6,9 +6,8 @@
 // as there are threads and the event loop stays free. Tensors cross as copies (a run's input may be a view the
 // caller reuses), which costs far less than the run.
 import * as ort from 'onnxruntime-node';
-import type { Logger } from '../logger.js';
 import { WorkerCalls } from '../workers/worker-calls.js';
-import { createOnnxSession, type SessionSettings } from './onnx-session.js';
+import { createOnnxSession, type SessionLog, type SessionSettings } from './onnx-session.js';
 
 /** The members of ort.InferenceSession the services use, on the event loop or on threads. */
 export interface SessionLike {
@@ -49,6 +48,8 @@ export interface SessionThreadInfo {
   inputMetadata: ort.InferenceSession.ValueMetadata[];
   outputMetadata: ort.InferenceSession.ValueMetadata[];
   executionProvider: string;
+  /** What creating the session warned about (providers that failed, the fallback), for the main thread's log. */
+  warnings: { details: object; message: string }[];
 }
 
 /** A tensor as it crosses between threads. */
@@ -83,7 +84,7 @@ export class ThreadSession implements SessionLike {
    * Starts `threads` workers, each loading the model with the providers in order (falling back as
    * createOnnxSession does; the fallback is logged here). Rejects with the first worker's reason.
    */
-  static async create(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: Logger): Promise<ThreadSession> {
+  static async create(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: SessionLog): Promise<ThreadSession> {
     const started = await Promise.allSettled(
       Array.from({ length: Math.max(1, threads) }, () =>
         WorkerCalls.start<SessionThreadInfo>(new URL('./session-worker.js', import.meta.url), { model, settings } satisfies SessionThreadInit, 'an onnxruntime session thread'),
@@ -94,10 +95,10 @@ export class ThreadSession implements SessionLike {
       await Promise.all(started.flatMap((s) => (s.status === 'fulfilled' ? [s.value.close()] : [])));
       throw failed.reason;
     }
-    const session = new ThreadSession(started.map((s) => (s as PromiseFulfilledResult<WorkerCalls<SessionThreadInfo>>).value));
-    const wanted = settings.executionProviders[0]?.toLowerCase() ?? 'cpu';
-    if (session.executionProvider !== wanted) log?.warn({ wanted, using: session.executionProvider }, 'execution provider unavailable; fell back');
-    return session;
+    const threadsStarted = started.map((s) => (s as PromiseFulfilledResult<WorkerCalls<SessionThreadInfo>>).value);
+    // Every thread tried the same providers; one thread's warnings say it.
+    for (const w of threadsStarted[0]!.info.warnings) log?.warn(w.details, w.message);
+    return new ThreadSession(threadsStarted);
   }
 
   /** Runs on the thread with the fewest runs in flight. */
@@ -127,7 +128,7 @@ export class ThreadSession implements SessionLike {
  * A session on the calling thread (threads 0: runs block the event loop while they last) or on `threads`
  * worker threads, a session each.
  */
-export async function openSession(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: Logger): Promise<{ session: SessionLike; executionProvider: string }> {
+export async function openSession(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: SessionLog): Promise<{ session: SessionLike; executionProvider: string }> {
   if (threads <= 0) {
     const { session, executionProvider } = await createOnnxSession(model, settings, log);
     return { session: onLoop(session), executionProvider };

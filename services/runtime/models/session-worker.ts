@@ -2,14 +2,16 @@
 // the main thread sends, one after another.
 import * as ort from 'onnxruntime-node';
 import { serveCalls } from '../workers/worker-calls.js';
-import { createOnnxSession } from './onnx-session.js';
+import { collectingLog, createOnnxSession } from './onnx-session.js';
 import type { PlainTensor, RunCall, SessionThreadInfo, SessionThreadInit } from './session-thread.js';
 
 await serveCalls<SessionThreadInit, SessionThreadInfo, RunCall, Record<string, PlainTensor>>({
   async open({ model, settings }) {
-    const { session, executionProvider } = await createOnnxSession(model, settings);
+    const log = collectingLog();
+    const { session, executionProvider } = await createOnnxSession(model, settings, log);
     return {
       info: {
+        warnings: log.warnings,
         inputNames: [...session.inputNames],
         outputNames: [...session.outputNames],
         inputMetadata: [...session.inputMetadata],
