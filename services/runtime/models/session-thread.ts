@@ -3,8 +3,8 @@
 // everything else the process does (new calls, answers, health checks, cancellations) for as long as it
 // takes — 100+ ms for a text detector on a page — and two "concurrent" runs take turns. Here each thread
 // holds a session of its own; a run goes to the thread with the fewest runs waiting, so runs use as many cores
-// as there are threads and the event loop stays free. Tensors cross as copies (a run's input may be a view the
-// caller reuses), which costs far less than the run.
+// as there are threads and the event loop stays free. Tensors cross as copies, which cost far less than the
+// run, unless the caller hands its inputs over (then their buffers move); outputs come back as copies.
 import * as ort from 'onnxruntime-node';
 import { WorkerCalls } from '../workers/worker-calls.js';
 import { createOnnxSession, type SessionLog, type SessionSettings } from './onnx-session.js';
