@@ -3,7 +3,7 @@
 // and posts its events back.
 import { getPriority, setPriority } from 'node:os';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { notReady, type Ready } from '../../runtime/workers/worker-calls.js';
+import { notReady, type Ready } from '../../runtime/workers/start-worker.js';
 import { LaneLoop } from '../domain/lane.js';
 import { OnnxDecoder } from './onnx-decoder.js';
 import type { LaneInit, LaneMessage, LaneReady, LaneReply } from './worker-lane.js';

@@ -6,7 +6,7 @@
 import type { Worker } from 'node:worker_threads';
 import { FailedPreconditionError, UnavailableError } from '../../runtime/errors.js';
 import type { SessionSettings } from '../../runtime/models/onnx-session.js';
-import { startReadyWorker } from '../../runtime/workers/worker-calls.js';
+import { startReadyWorker } from '../../runtime/workers/start-worker.js';
 import { WorkerHost } from '../../runtime/workers/worker-host.js';
 import type { DecoderShape } from '../domain/decoder.js';
 import type { Lane, LaneEvent, LaneJoin, LaneOptions } from '../domain/lane.js';

@@ -1,7 +1,9 @@
 // Starts a worker thread from an entry module next to the caller, whether the project runs from its
 // TypeScript sources (through tsx, which workers must register themselves: ts-worker.mjs) or compiled to
-// JavaScript. The entry reads its own data from workerData.data.
+// JavaScript. The entry reads its own data from workerData.data. startReadyWorker adds the handshake every
+// worker of the services uses: its first message says what it loaded, or why it could not.
 import { Worker } from 'node:worker_threads';
+import { FailedPreconditionError } from '../errors.js';
 
 /**
  * entry: the module's URL as the caller sees it, e.g. new URL('./lane-worker.js', import.meta.url); under
@@ -27,4 +29,37 @@ export function withoutPreloads(argv: readonly string[]): string[] {
     else if (!a.startsWith('--import=') && !a.startsWith('--require=')) out.push(a);
   }
   return out;
+}
+
+/** A worker's first message: what it loaded, or why it could not. */
+export type Ready<T> = { ready: true; value: T } | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
+
+/**
+ * Starts a worker entry and waits for its first message (a Ready). Rejects with the worker's reason — a
+ * FailedPreconditionError when it threw one — or when it dies first; the thread is then ended.
+ */
+export async function startReadyWorker<T>(entry: URL, data: unknown, what: string): Promise<{ worker: Worker; value: T }> {
+  const worker = startWorker(entry, data);
+  let onMessage!: (r: Ready<T>) => void;
+  let onError!: (err: Error) => void;
+  let onExit!: (code: number) => void;
+  const ready = await new Promise<Ready<T>>((resolve, reject) => {
+    onMessage = resolve;
+    onError = reject;
+    onExit = (code) => reject(new Error(`${what} exited with code ${code} before it was ready`));
+    worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+  }).finally(() => worker.off('message', onMessage).off('error', onError).off('exit', onExit));
+  if (!ready.ready) {
+    await worker.terminate();
+    if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
+    throw new Error(ready.error);
+  }
+  return { worker, value: ready.value };
+}
+
+/** The Ready a worker posts when what it loads threw. */
+export function notReady(err: unknown): Ready<never> {
+  const ready: Ready<never> = { ready: false, error: err instanceof Error ? err.message : String(err) };
+  if (err instanceof FailedPreconditionError) Object.assign(ready, { violations: err.violations, reason: err.reason });
+  return ready;
 }

@@ -4,42 +4,10 @@
 // one when asked to close. If the thread dies, the calls it held are UNAVAILABLE (the caller retries) and the
 // next call starts a new thread in its place.
 import { parentPort, workerData, type Transferable, type Worker } from 'node:worker_threads';
-import { FailedPreconditionError, UnavailableError } from '../errors.js';
-import { startWorker } from './start-worker.js';
+import { UnavailableError } from '../errors.js';
+import { notReady, startReadyWorker, type Ready } from './start-worker.js';
 import { WorkerHost } from './worker-host.js';
 
-/** A worker's first message: what it loaded, or why it could not. */
-export type Ready<T> = { ready: true; value: T } | { ready: false; error: string; violations?: FailedPreconditionError['violations']; reason?: string };
-
-/**
- * Starts a worker entry and waits for its first message (a Ready). Rejects with the worker's reason — a
- * FailedPreconditionError when it threw one — or when it dies first; the thread is then ended.
- */
-export async function startReadyWorker<T>(entry: URL, data: unknown, what: string): Promise<{ worker: Worker; value: T }> {
-  const worker = startWorker(entry, data);
-  let onMessage!: (r: Ready<T>) => void;
-  let onError!: (err: Error) => void;
-  let onExit!: (code: number) => void;
-  const ready = await new Promise<Ready<T>>((resolve, reject) => {
-    onMessage = resolve;
-    onError = reject;
-    onExit = (code) => reject(new Error(`${what} exited with code ${code} before it was ready`));
-    worker.once('message', onMessage).once('error', onError).once('exit', onExit);
-  }).finally(() => worker.off('message', onMessage).off('error', onError).off('exit', onExit));
-  if (!ready.ready) {
-    await worker.terminate();
-    if (ready.violations) throw new FailedPreconditionError(ready.error, ready.violations, { reason: ready.reason });
-    throw new Error(ready.error);
-  }
-  return { worker, value: ready.value };
-}
-
-/** The Ready a worker posts when what it loads threw. */
-export function notReady(err: unknown): Ready<never> {
-  const ready: Ready<never> = { ready: false, error: err instanceof Error ? err.message : String(err) };
-  if (err instanceof FailedPreconditionError) Object.assign(ready, { violations: err.violations, reason: err.reason });
-  return ready;
-}
 type Call = { op: 'call'; id: number; body: unknown } | { op: 'close' };
 type Reply = { id: number; body: unknown } | { id: number; error: string } | { closed: true };
 
