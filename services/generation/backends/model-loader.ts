@@ -16,6 +16,7 @@ import { TextTokenizer } from '../domain/tokenizer.js';
 import { LaneLoop, type Lane } from '../domain/lane.js';
 import { OnnxDecoder, type DecoderConfigHints } from './onnx-decoder.js';
 import { WorkerLane, type LaneInit } from './worker-lane.js';
+import { startAll } from '../../runtime/workers/start-worker.js';
 
 const GRAPH_NAMES = ['model.onnx', 'decoder_model_merged.onnx', 'onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
@@ -122,13 +123,7 @@ export async function loadGenerationModel(
 
 /** Starts `count` worker lanes side by side; if one fails, the others are closed and its reason is thrown. */
 async function startWorkerLanes(count: number, init: LaneInit, options: LoaderOptions & { name: string; version: number }): Promise<WorkerLane[]> {
-  const started = await Promise.allSettled(Array.from({ length: count }, () => WorkerLane.create(init)));
-  const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const failed = started.find((r) => r.status === 'rejected');
-  if (failed) {
-    await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
-    throw failed.reason;
-  }
+  const workers = await startAll(count, () => WorkerLane.create(init));
   const refused = workers.map((w) => w.nicenessRefused).find((r) => r !== undefined);
   if (refused) options.log.warn({ model: options.name, niceness: init.niceness, err: refused }, "decode lanes run at the main thread's priority: lowering it was refused");
   options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness }, 'decode lanes on worker threads');

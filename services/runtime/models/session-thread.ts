@@ -6,6 +6,7 @@
 // as there are threads and the event loop stays free. Tensors cross as copies, which cost far less than the
 // run, unless the caller hands its inputs over (then their buffers move); outputs come back as copies.
 import * as ort from 'onnxruntime-node';
+import { startAll } from '../workers/start-worker.js';
 import { WorkerCalls } from '../workers/worker-calls.js';
 import { createOnnxSession, type SessionLog, type SessionSettings } from './onnx-session.js';
 
@@ -85,20 +86,12 @@ export class ThreadSession implements SessionLike {
    * createOnnxSession does; the fallback is logged here). Rejects with the first worker's reason.
    */
   static async create(model: string | Uint8Array, settings: SessionSettings, threads: number, log?: SessionLog): Promise<ThreadSession> {
-    const started = await Promise.allSettled(
-      Array.from({ length: Math.max(1, threads) }, () =>
-        WorkerCalls.start<SessionThreadInfo>(new URL('./session-worker.js', import.meta.url), { model, settings } satisfies SessionThreadInit, 'an onnxruntime session thread'),
-      ),
+    const started = await startAll(Math.max(1, threads), () =>
+      WorkerCalls.start<SessionThreadInfo>(new URL('./session-worker.js', import.meta.url), { model, settings } satisfies SessionThreadInit, 'an onnxruntime session thread'),
     );
-    const failed = started.find((s) => s.status === 'rejected');
-    if (failed) {
-      await Promise.all(started.flatMap((s) => (s.status === 'fulfilled' ? [s.value.close()] : [])));
-      throw failed.reason;
-    }
-    const threadsStarted = started.map((s) => (s as PromiseFulfilledResult<WorkerCalls<SessionThreadInfo>>).value);
     // Every thread tried the same providers; one thread's warnings say it.
-    for (const w of threadsStarted[0]!.info.warnings) log?.warn(w.details, w.message);
-    return new ThreadSession(threadsStarted);
+    for (const w of started[0]!.info.warnings) log?.warn(w.details, w.message);
+    return new ThreadSession(started);
   }
 
   /** Runs on the thread with the fewest runs in flight. */

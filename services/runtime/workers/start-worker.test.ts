@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { withoutPreloads } from './start-worker.js';
+import { startAll, withoutPreloads } from './start-worker.js';
 
 describe('withoutPreloads', () => {
   it('drops --import and --require preloads in both spellings and keeps the other flags', () => {
@@ -7,5 +7,24 @@ describe('withoutPreloads', () => {
       '--max-old-space-size=512',
       '--enable-source-maps',
     ]);
+  });
+});
+
+describe('startAll', () => {
+  it('answers all that started, or closes the ones that did and throws the first failure', async () => {
+    const closed: number[] = [];
+    const make = (fail: Set<number>) => {
+      let n = 0;
+      return async () => {
+        const i = n++;
+        await new Promise((r) => setTimeout(r, 5 * (3 - i)));
+        if (fail.has(i)) throw new Error(`start ${i} failed`);
+        return { i, close: async () => void closed.push(i) };
+      };
+    };
+    expect((await startAll(3, make(new Set()))).map((x) => x.i)).toEqual([0, 1, 2]);
+    expect(closed).toEqual([]);
+    await expect(startAll(3, make(new Set([1, 2])))).rejects.toThrow('start 1 failed');
+    expect(closed).toEqual([0]);
   });
 });

@@ -63,3 +63,18 @@ export function notReady(err: unknown): Ready<never> {
   if (err instanceof FailedPreconditionError) Object.assign(ready, { violations: err.violations, reason: err.reason });
   return ready;
 }
+
+/**
+ * Starts `count` of something side by side (workers, each loading a model); if any fails, closes the ones
+ * that started and throws the first failure's reason.
+ */
+export async function startAll<T extends { close(): Promise<void> }>(count: number, start: () => Promise<T>): Promise<T[]> {
+  const started = await Promise.allSettled(Array.from({ length: count }, start));
+  const ok = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(ok.map((x) => x.close().catch(() => undefined)));
+    throw failed.reason;
+  }
+  return ok;
+}
