@@ -8,14 +8,14 @@ import { DynamicBatcher } from '../../runtime/batching/dynamic-batcher.js';
 import { FailedPreconditionError, MaasError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import type { ModelHost } from '../../runtime/models/model-host.js';
-import { createOnnxSession, type SessionSettings } from '../../runtime/models/onnx-session.js';
+import type { SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { LocalVersion, ModelLoader } from '../../runtime/models/types.js';
 import { Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, ModelProvider } from '../domain/model.js';
 import { TextTokenizer, type Encoded } from '../domain/tokenizer.js';
 import { readEncoderConfig } from './model-config.js';
-import { OnnxEncoder, tracedRun, type EncoderRow } from './onnx-encoder.js';
-import { ThreadEncoder, type EncoderInit } from './thread-encoder.js';
+import { openOnnxEncoder, tracedRun, type EncoderOptions, type EncoderRow } from './onnx-encoder.js';
+import { ThreadEncoder } from './thread-encoder.js';
 
 export interface BatchingSettings {
   maxBatchSize: number;
@@ -119,24 +119,10 @@ interface OpenEncoder {
   close(): Promise<void>;
 }
 
-async function openEncoder(file: string, options: EncoderInit['options'], settings: BackendSettings): Promise<OpenEncoder> {
+async function openEncoder(file: string, options: EncoderOptions, settings: BackendSettings): Promise<OpenEncoder> {
   if (settings.encoderThread) return ThreadEncoder.create({ file, settings: settings.session, options }, settings.log);
-  const { session, executionProvider } = await createOnnxSession(file, settings.session, settings.log);
-  try {
-    const encoder = new OnnxEncoder(session, { ...options, executionProvider });
-    const dimensions = await encoder.probe();
-    return {
-      executionProvider,
-      dimensions,
-      output: encoder.output,
-      pooledByModel: encoder.pooledByModel,
-      run: (batch) => encoder.run(batch),
-      close: () => session.release(),
-    };
-  } catch (err) {
-    await session.release().catch(() => undefined);
-    throw err;
-  }
+  const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(file, settings.session, options, settings.log);
+  return { executionProvider, dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, run: (batch) => encoder.run(batch), close: release };
 }
 
 /** The model host as the engine sees it. */

@@ -6,6 +6,7 @@ import { endianness } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { FailedPreconditionError } from '../../runtime/errors.js';
+import { createOnnxSession, type SessionLog, type SessionSettings } from '../../runtime/models/onnx-session.js';
 import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
 import { poolRow, type Pooling } from '../domain/vectors.js';
 
@@ -16,7 +17,6 @@ const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids']);
 export interface EncoderOptions {
   name: string;
   version: number;
-  executionProvider: string;
   pooling: Pooling;
   padId: number;
 }
@@ -35,8 +35,6 @@ export class OnnxEncoder {
   readonly output: string;
   readonly pooledByModel: boolean;
   private readonly types = new Map<string, 'int64' | 'int32'>();
-  /** The model's span attributes. */
-  readonly attributes: Record<string, string | number>;
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -69,7 +67,6 @@ export class OnnxEncoder {
     }
     this.output = (pooled ?? tokens)!;
     this.pooledByModel = pooled !== undefined;
-    this.attributes = { [Attr.model]: options.name, [Attr.modelVersion]: options.version, [Attr.executionProvider]: options.executionProvider };
   }
 
   /** One vector per encoded input (pooled, not normalized by this service): views of one buffer, one per input. */
@@ -107,6 +104,34 @@ export class OnnxEncoder {
   async probe(): Promise<number> {
     const [v] = await this.run([{ ids: [this.options.padId], typeIds: [0] }]);
     return v!.length;
+  }
+}
+
+/** An encoder ready to run, and what opening it found. */
+export interface OpenedEncoder {
+  encoder: OnnxEncoder;
+  executionProvider: string;
+  /** Width of its vectors, learned by running one input. */
+  dimensions: number;
+  /** The graph reads token_type_ids. */
+  readsTypeIds: boolean;
+  release(): Promise<void>;
+}
+
+/**
+ * Opens a model file as an encoder, wherever it is to run: a session with the providers in order, the graph
+ * checked, one input run (so that a broken model fails its load, not a request). Releases the session when
+ * any of that fails.
+ */
+export async function openOnnxEncoder(file: string, settings: SessionSettings, options: EncoderOptions, log?: SessionLog): Promise<OpenedEncoder> {
+  const { session, executionProvider } = await createOnnxSession(file, settings, log);
+  try {
+    const encoder = new OnnxEncoder(session, options);
+    const dimensions = await encoder.probe();
+    return { encoder, executionProvider, dimensions, readsTypeIds: session.inputNames.includes('token_type_ids'), release: () => session.release() };
+  } catch (err) {
+    await session.release().catch(() => undefined);
+    throw err;
   }
 }
 

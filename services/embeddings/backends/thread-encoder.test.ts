@@ -52,7 +52,7 @@ describe('ThreadEncoder', () => {
     const local = await createOnnxSession(file, session);
     const threaded = await ThreadEncoder.create({ file, settings: session, options });
     try {
-      const expected = await new OnnxEncoder(local.session, { ...options, executionProvider: 'cpu' }).run(batch);
+      const expected = await new OnnxEncoder(local.session, options).run(batch);
       // Two batches in flight at once, as the batcher sends them.
       const [a, b] = await Promise.all([threaded.run(batch), threaded.run(batch.slice(1, 3))]);
       expect(a.map((v) => Array.from(v))).toEqual(expected.map((v) => Array.from(v)));

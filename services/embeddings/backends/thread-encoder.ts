@@ -13,7 +13,7 @@ import type { EncoderOptions, EncoderRow } from './onnx-encoder.js';
 export interface EncoderInit {
   file: string;
   settings: SessionSettings;
-  options: Omit<EncoderOptions, 'executionProvider'>;
+  options: EncoderOptions;
 }
 
 /** What the worker says when its encoder is ready. */
