@@ -5,7 +5,6 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type * as ort from 'onnxruntime-node';
 import type { z } from 'zod';
 import { FailedPreconditionError, throwIfAborted } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
