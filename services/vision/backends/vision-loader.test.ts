@@ -16,15 +16,17 @@ import type { VisionModel } from '../domain/vision-model.js';
 import { decodeImage, sharpImageOps } from './sharp-images.js';
 import { visionLoader } from './vision-loader.js';
 
-const loader = visionLoader({
-  session: { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 },
-  // One worker thread per model file: the service's default path (the domain tests run on the event loop).
-  sessionThreads: 1,
-  ocrBatching: { detMaxBatch: 2, clsMaxBatch: 16, recMaxBatch: 8, recMaxBatchWidth: 1600, recMaxLineWidth: 3200, runConcurrency: 2, maxQueueDelayMs: 0, maxQueuedPages: 8, maxQueuedLines: 256 },
-  classifierBatching: { maxBatch: 8, runConcurrency: 1, maxQueueDelayMs: 0, maxQueued: 16 },
-  images: sharpImageOps(),
-  log: silentLogger,
-});
+const loaderWith = (sessionThreads: number) =>
+  visionLoader({
+    session: { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 },
+    sessionThreads,
+    ocrBatching: { detMaxBatch: 2, clsMaxBatch: 16, recMaxBatch: 8, recMaxBatchWidth: 1600, recMaxLineWidth: 3200, runConcurrency: 2, maxQueueDelayMs: 0, maxQueuedPages: 8, maxQueuedLines: 256 },
+    classifierBatching: { maxBatch: 8, runConcurrency: 1, maxQueueDelayMs: 0, maxQueued: 16 },
+    images: sharpImageOps(),
+    log: silentLogger,
+  });
+// One worker thread per model file: the service's default path (the domain tests run on the event loop).
+const loader = loaderWith(1);
 const signal = new AbortController().signal;
 let root: string;
 
@@ -98,6 +100,19 @@ describe('vision loader', () => {
       }
     } finally {
       await loaded.close();
+    }
+  });
+
+  it("counts a version's files once per session thread in the memory it reports", async () => {
+    const v = await classifierFolder('colors-bytes', DEFAULT_COLOR_CLASSIFIER);
+    const modelBytes = v.files.find((f) => f.name === 'model.onnx')!.size;
+    for (const threads of [1, 2]) {
+      const loaded = await loaderWith(threads)(v, signal);
+      try {
+        expect(loaded.bytes).toBe(modelBytes * threads);
+      } finally {
+        await loaded.close();
+      }
     }
   });
 
