@@ -31,7 +31,7 @@ import { OnnxDecoder } from '../services/generation/backends/onnx-decoder.js';
 import { buildGpt2Mini, TRAINED_GPT2_MINI_DIR } from '../services/generation/defaults/gpt2-mini.js';
 import { sharedCacheDir } from '../services/generation/testing/model-folder.js';
 import { createClient, waitForReady } from '../services/runtime/client.js';
-import { H2GrpcClient } from '../services/runtime/testing/h2-client.js';
+import { grpcFrame, H2GrpcClient } from '../services/runtime/testing/h2-client.js';
 import type { BenchResult } from './types.js';
 
 const STREAM_TOKENS = 128;
@@ -145,10 +145,7 @@ class Streams {
 
   /** Streams one request, calling onMessage with each decoded message; rejects if it does not end with a finish reason. */
   async generate(req: GenerateRequest, onMessage: (m: GenerateStreamResponse) => void, signal?: AbortSignal): Promise<void> {
-    const body = GenerateRequest.encode(req).finish();
-    const frame = Buffer.alloc(5 + body.length);
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, 5);
+    const frame = grpcFrame(GenerateRequest.encode(req).finish());
     let finish = FinishReason.FINISH_REASON_UNSPECIFIED;
     await this.h2.stream('/maas.generation.v1.GenerationService/GenerateStream', frame, (bytes) => {
       signal?.throwIfAborted();

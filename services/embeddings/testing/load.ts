@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EmbedRequest } from '../../../gen/maas/embeddings/v1/embeddings.js';
-import { H2GrpcClient } from '../../runtime/testing/h2-client.js';
+import { grpcFrame, H2GrpcClient } from '../../runtime/testing/h2-client.js';
 
 const WORDS = (
   'the a of to and in is was for on that with as by at from his her it an be are were this which have has had ' +
@@ -113,11 +113,7 @@ interface WorkerRequest {
 function encodeRequests(model: string, inputs: number, pool: string[], offset: number, count = 512): Buffer[] {
   return Array.from({ length: count }, (_, i) => {
     const texts = Array.from({ length: inputs }, (_, j) => pool[(offset + i * inputs + j) % pool.length]!);
-    const body = EmbedRequest.encode(EmbedRequest.fromPartial({ model: { name: model }, inputs: texts })).finish();
-    const frame = Buffer.alloc(5 + body.length);
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, 5);
-    return frame;
+    return grpcFrame(EmbedRequest.encode(EmbedRequest.fromPartial({ model: { name: model }, inputs: texts })).finish());
   });
 }
 

@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { echoProto, echoService } from '../../../test/fixtures/echo-service.js';
 import { silentLogger } from '../logger.js';
 import { MeshServer } from '../server.js';
-import { H2GrpcClient } from './h2-client.js';
+import { grpcFrame, H2GrpcClient } from './h2-client.js';
 
 const settings = {
   host: '127.0.0.1',
@@ -17,20 +18,7 @@ const settings = {
 
 /** A gRPC frame holding a message whose field 1 is `text` (EchoRequest and FailRequest alike). */
 function frame(text: string): Buffer {
-  const bytes = Buffer.from(text);
-  const length: number[] = [];
-  for (let n = bytes.length; ; n >>>= 7) {
-    if (n < 0x80) {
-      length.push(n);
-      break;
-    }
-    length.push((n & 0x7f) | 0x80);
-  }
-  const body = Buffer.concat([Buffer.from([0x0a, ...length]), bytes]);
-  const out = Buffer.alloc(5 + body.length);
-  out.writeUInt32BE(body.length, 1);
-  body.copy(out, 5);
-  return out;
+  return grpcFrame(new BinaryWriter().uint32(0x0a).string(text).finish());
 }
 
 let server: MeshServer | undefined;
@@ -73,7 +61,7 @@ describe('H2GrpcClient', () => {
   it('fails the calls in flight when the server goes away, and connects again for the next one', async () => {
     const c = await start();
     await c.call('/maas.testing.v1.EchoService/Echo', frame('x'));
-    const slow = c.call('/maas.testing.v1.EchoService/Slow', Buffer.from([0, 0, 0, 0, 3, 0x08, 0x88, 0x27])); // ms: 5000
+    const slow = c.call('/maas.testing.v1.EchoService/Slow', grpcFrame(new BinaryWriter().uint32(0x08).uint32(5000).finish())); // SlowRequest.ms
     await new Promise((r) => setTimeout(r, 50));
     await server!.close();
     await expect(slow).rejects.toThrow();
@@ -118,11 +106,10 @@ describe('H2GrpcClient streams', () => {
   }
 
   const request = (n: number, size: number) => {
-    const out = Buffer.alloc(13);
-    out.writeUInt32BE(8, 1);
-    out.writeUInt32BE(n, 5);
-    out.writeUInt32BE(size, 9);
-    return out;
+    const body = Buffer.alloc(8);
+    body.writeUInt32BE(n, 0);
+    body.writeUInt32BE(size, 4);
+    return grpcFrame(body);
   };
 
   it('hands over each message whole, small ones packed together and large ones split over frames', async () => {

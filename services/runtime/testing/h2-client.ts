@@ -60,11 +60,7 @@ export class H2GrpcClient {
    * prefixes included), when the response message and trailers arrived.
    */
   call(path: string, frame: Buffer): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const pending: Pending = { resolve, reject, received: 0, sendWindow: 0 };
-      this.queued.push({ path, body: frame, pending });
-      this.open();
-    });
+    return this.send(path, frame, undefined);
   }
 
   /**
@@ -73,9 +69,12 @@ export class H2GrpcClient {
    * If onMessage throws, the stream is reset (CANCEL) and the call rejects with what it threw.
    */
   stream(path: string, frame: Buffer, onMessage: (message: Buffer) => void): Promise<number> {
+    return this.send(path, frame, onMessage);
+  }
+
+  private send(path: string, frame: Buffer, onMessage: ((message: Buffer) => void) | undefined): Promise<number> {
     return new Promise((resolve, reject) => {
-      const pending: Pending = { resolve, reject, received: 0, sendWindow: 0, onMessage };
-      this.queued.push({ path, body: frame, pending });
+      this.queued.push({ path, body: frame, pending: { resolve, reject, received: 0, sendWindow: 0, onMessage } });
       this.open();
     });
   }
@@ -291,6 +290,14 @@ function split(pending: Pending, data: Buffer): void {
     buffer = buffer.subarray(5 + length);
   }
   if (buffer.length > 0) pending.partial = Buffer.from(buffer);
+}
+
+/** A gRPC length-prefixed frame (uncompressed) holding one serialized message. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
 }
 
 function splitAddress(address: string): [string, number] {
