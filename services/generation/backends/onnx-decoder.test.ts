@@ -3,18 +3,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { argmax } from '../domain/sampler.js';
 import { buildTiny } from '../testing/model-folder.js';
-import { OnnxDecoder } from './onnx-decoder.js';
+import { OnnxDecoder, type DecoderOptions } from './onnx-decoder.js';
 
 const SESSION = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
+const GRAPHS = ['split-attention', 'new-entries', 'none'] as const;
+let model: string;
 let decoder: OnnxDecoder;
 let V: number;
+const decoders = new Map<string, OnnxDecoder>();
 
 beforeAll(async () => {
   const tiny = await buildTiny();
-  decoder = await OnnxDecoder.create(join(tiny.dir, 'model.onnx'), SESSION, { maxPositions: 1024 });
+  model = join(tiny.dir, 'model.onnx');
+  for (const graph of GRAPHS) decoders.set(graph, await OnnxDecoder.create(model, SESSION, { maxPositions: 1024 }, undefined, { graph }));
+  decoder = decoders.get('split-attention')!;
   V = decoder.shape.vocabSize;
 });
-afterAll(async () => decoder?.close());
+afterAll(async () => {
+  for (const d of decoders.values()) await d.close();
+});
 
 const PROMPTS = [
   [15496, 995],
@@ -24,7 +31,7 @@ const PROMPTS = [
 ];
 
 /** Greedy tokens recomputing the whole sequence (no cache) at every step, with the last row's logits. */
-async function greedyRecompute(prompt: number[], steps: number): Promise<{ tokens: number[]; logits: Float32Array[] }> {
+async function greedyRecompute(prompt: number[], steps: number, decoder = decoders.get('none')!): Promise<{ tokens: number[]; logits: Float32Array[] }> {
   const seq = [...prompt];
   const tokens: number[] = [];
   const logits: Float32Array[] = [];
@@ -41,7 +48,7 @@ async function greedyRecompute(prompt: number[], steps: number): Promise<{ token
 }
 
 /** Greedy tokens with the cache, alone. */
-async function greedyCached(prompt: number[], steps: number): Promise<{ tokens: number[]; logits: Float32Array[] }> {
+async function greedyCached(prompt: number[], steps: number, decoder: OnnxDecoder): Promise<{ tokens: number[]; logits: Float32Array[] }> {
   const first = await decoder.prefill(prompt);
   const tokens = [argmax(first.logits, first.offset, V)];
   const logits = [first.logits.slice(first.offset, first.offset + V)];
@@ -65,19 +72,29 @@ describe('OnnxDecoder', () => {
     expect(decoder.shape).toEqual({ vocabSize: 50257, maxPositions: 1024, layers: 2, kvHeads: 2, headDim: 16 });
   });
 
-  it('decodes greedily with the key/value cache exactly as recomputing the whole sequence at every step', async () => {
+  it('amends the graph as far as it allows: new entries as outputs, attention split', () => {
+    expect([...decoders].map(([graph, d]) => [graph, d.readsNewEntries, d.splitAttention])).toEqual([
+      ['split-attention', true, true],
+      ['new-entries', true, false],
+      ['none', false, false],
+    ]);
+  });
+
+  it.each(GRAPHS)('decodes greedily with the key/value cache exactly as recomputing the whole sequence at every step (graph: %s)', async (graph) => {
     for (const prompt of PROMPTS) {
-      const cached = await greedyCached(prompt, 24);
-      const full = await greedyRecompute(prompt, 24);
+      const cached = await greedyCached(prompt, 40, decoders.get(graph)!);
+      const full = await greedyRecompute(prompt, 40);
       expect(cached.tokens).toEqual(full.tokens);
       for (let i = 0; i < cached.logits.length; i++) expect(maxDiff(cached.logits[i]!, full.logits[i]!)).toBeLessThan(1e-4);
     }
   });
 
-  it('gives every row of a batch of different lengths, joining and leaving, the tokens it gets alone', async () => {
-    const steps = [20, 12, 25, 16];
+  it.each(GRAPHS)('gives every row of a batch of different lengths, joining and leaving, the tokens it gets alone (graph: %s)', async (graph) => {
+    const decoder = decoders.get(graph)!;
+    // Up to 12 + 40 tokens: the batch's room grows past its first 32 positions while rows come and go.
+    const steps = [30, 12, 40, 16];
     const solo = [];
-    for (let i = 0; i < PROMPTS.length; i++) solo.push(await greedyCached(PROMPTS[i]!, steps[i]!));
+    for (let i = 0; i < PROMPTS.length; i++) solo.push(await greedyCached(PROMPTS[i]!, steps[i]!, decoder));
 
     // Batched: sequences 0 and 1 start together, 2 joins after 3 steps, 3 after 7; each leaves when done.
     const joinAt = [0, 0, 3, 7];
@@ -105,6 +122,31 @@ describe('OnnxDecoder', () => {
       expect(s.tokens, `sequence ${s.i}`).toEqual(solo[s.i]!.tokens);
       // Padding changes the order of the attention sums, so logits agree to float rounding (about 1e-7), not bit for bit.
       for (let k = 0; k < s.logits.length; k++) expect(maxDiff(s.logits[k]!, solo[s.i]!.logits[k]!)).toBeLessThan(1e-5);
+    }
+  });
+
+  it.each(GRAPHS)('steps a sequence to the model\'s last position and refuses one more token (graph: %s)', async (graph) => {
+    const options: DecoderOptions = { graph };
+    const short = await OnnxDecoder.create(model, SESSION, { maxPositions: 20 }, undefined, options);
+    try {
+      const prompt = PROMPTS[1]!;
+      const full = await greedyRecompute(prompt, 20 - prompt.length + 1);
+      const first = await short.prefill(prompt);
+      const tokens = [argmax(first.logits, first.offset, V)];
+      // A second row that leaves early, so that the batch is laid out again near the end.
+      const other = await short.prefill(PROMPTS[0]!);
+      let otherToken = argmax(other.logits, other.offset, V);
+      while (first.cache.length < 20) {
+        const rows = [{ cache: first.cache, token: tokens[tokens.length - 1]! }];
+        if (other.cache.length < 10) rows.push({ cache: other.cache, token: otherToken });
+        const out = await short.decode(rows);
+        tokens.push(argmax(out, 0, V));
+        if (rows.length > 1) otherToken = argmax(out, V, V);
+      }
+      expect(tokens).toEqual(full.tokens);
+      await expect(short.decode([{ cache: first.cache, token: tokens[tokens.length - 1]! }])).rejects.toThrow(/limit of 20 positions/);
+    } finally {
+      await short.close();
     }
   });
 

@@ -3,17 +3,22 @@
 //           [use_cache_branch] (merged exports)
 //   outputs logits [batch, seq | 1, vocab], present.<i>.key/.value [batch, kv_heads, past + seq, head_dim]
 //
-// Each prompt is prefilled alone (its own cache); decode steps run the whole batch at once. The batch's
-// past tensors are assembled from the sequences' caches whenever the batch changes (a sequence joined or
-// left): rows of different lengths are right-aligned and left-padded with zeros, the attention mask hides
-// the padding and position_ids carry each row's true position, so a row computes what it would alone. While
-// the batch stays the same, the present tensors of one step are the past tensors of the next, written by
-// onnxruntime straight into two alternating sets of buffers that this class owns (no copies on our side).
+// Each prompt is prefilled alone (its own cache); decode steps run the whole batch at once. The batch's cache
+// lives in buffers this class owns, one per layer's key and value, laid out [rows, kv_heads, capacity,
+// head_dim]: row r holds its tokens at positions 0..length-1 and zeros after them, which the attention mask
+// hides; position_ids carry each row's true position, so a row computes what it would alone. The graph
+// appends the step's token after the capacity; its key and value are then written into the row at `length`,
+// in place. They are read from the graph's new-entry tensors where `present` is a plain Concat (see
+// decode-graph.ts: onnxruntime-node copies every output it returns, and the whole present cache was most of
+// a batched step), else from the last position of `present`. The buffers are laid out again only when the
+// batch changes (a sequence joined or left) or the longest row reaches the capacity.
+import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from '../../runtime/logger.js';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { createOnnxSession, type SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { BatchEntry, Decoder, DecoderShape, SequenceCache } from '../domain/decoder.js';
+import { prepareDecodeGraph } from './decode-graph.js';
 
 /** Hints from config.json for what the graph leaves symbolic. */
 export interface DecoderConfigHints {
@@ -22,6 +27,18 @@ export interface DecoderConfigHints {
   kvHeads?: number;
   headDim?: number;
 }
+
+export interface DecoderOptions {
+  /**
+   * How far the graph is amended where it allows (decode-graph.ts): 'split-attention' (the default) also
+   * rewrites attention to read the past and the new entries apart; 'new-entries' only adds the new entries
+   * to the outputs; 'none' runs the graph as exported.
+   */
+  graph?: 'split-attention' | 'new-entries' | 'none';
+}
+
+/** Positions the batch's capacity grows by, so that it is laid out again once every this many steps. */
+const CAPACITY_STEP = 32;
 
 class Cache implements SequenceCache {
   length: number;
@@ -46,15 +63,21 @@ interface Signature {
 
 export class OnnxDecoder implements Decoder {
   readonly shape: DecoderShape;
+  /** Whether a step fetches only the new keys and values (else the whole present cache). */
+  readonly readsNewEntries: boolean;
+  /** Whether attention was rewritten to read the past and the new entries apart. */
+  readonly splitAttention: boolean;
   private readonly slots: number;
   private readonly pastNames: string[];
   private readonly presentNames: string[];
-  /** Two sets of buffers, one per slot each; `current` holds the batch's past. */
+  /** Per slot, the output a step reads its new key or value from. */
+  private readonly stepOutputs: string[];
+  /** Two sets of buffers, one per slot each; `current` holds the batch, the other is laid out into. */
   private readonly sets: [ArrayBuffer[], ArrayBuffer[]];
   private current = 0;
   private rows: Cache[] = [];
-  /** Past length of the current batch (all rows right-aligned to it). */
-  private pastLength = 0;
+  /** Positions per row in the batch's buffers. */
+  private capacity = 0;
   private logitsBuffer = new Float32Array(0);
   private maskBuffer = new BigInt64Array(0);
   private closed = false;
@@ -63,6 +86,8 @@ export class OnnxDecoder implements Decoder {
     private readonly session: ort.InferenceSession,
     readonly executionProvider: string,
     private readonly signature: Signature,
+    newEntries: ReadonlyMap<string, string>,
+    splitAttention: boolean,
   ) {
     this.shape = signature.shape;
     this.slots = signature.layers * 2;
@@ -72,14 +97,20 @@ export class OnnxDecoder implements Decoder {
       this.pastNames.push(`past_key_values.${i}.key`, `past_key_values.${i}.value`);
       this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
     }
+    this.readsNewEntries = this.presentNames.every((name) => newEntries.has(name));
+    this.stepOutputs = this.readsNewEntries ? this.presentNames.map((name) => newEntries.get(name)!) : this.presentNames;
+    this.splitAttention = splitAttention;
     this.sets = [Array.from({ length: this.slots }, () => new ArrayBuffer(0)), Array.from({ length: this.slots }, () => new ArrayBuffer(0))];
   }
 
   /** Creates the session and checks its signature; FailedPreconditionError when it cannot be driven. */
-  static async create(model: string | Uint8Array, settings: SessionSettings, hints: DecoderConfigHints, log?: Logger): Promise<OnnxDecoder> {
-    const { session, executionProvider } = await createOnnxSession(model, settings, log);
+  static async create(model: string | Uint8Array, settings: SessionSettings, hints: DecoderConfigHints, log?: Logger, options: DecoderOptions = {}): Promise<OnnxDecoder> {
+    const mode = options.graph ?? 'split-attention';
+    const prepared = mode === 'none' ? undefined : prepareDecodeGraph(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model, { splitAttention: mode === 'split-attention' });
+    const newEntries = prepared?.newEntries ?? new Map<string, string>();
+    const { session, executionProvider } = await createOnnxSession(prepared?.model ?? model, settings, log);
     try {
-      return new OnnxDecoder(session, executionProvider, readSignature(session, hints));
+      return new OnnxDecoder(session, executionProvider, readSignature(session, hints, newEntries), newEntries, prepared?.splitAttention ?? false);
     } catch (err) {
       await session.release().catch(() => undefined);
       throw err;
@@ -98,8 +129,11 @@ export class OnnxDecoder implements Decoder {
     if (this.signature.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(0), [1]);
     const empty = new Float32Array(0);
     for (const name of this.pastNames) feeds[name] = new ort.Tensor('float32', empty, [1, H, 0, D]);
-    const out = await this.session.run(feeds);
-    const own = this.presentNames.map((name) => out[name]!.data as Float32Array);
+    // With an empty past, a step's new entries are the whole cache.
+    const fetches: Record<string, null> = { logits: null };
+    for (const name of this.stepOutputs) fetches[name] = null;
+    const out = await this.session.run(feeds, fetches);
+    const own = this.stepOutputs.map((name) => out[name]!.data as Float32Array);
     const logits = out.logits!;
     const rows = logits.dims[1] ?? 1;
     return { cache: new Cache(S, own), logits: logits.data as Float32Array, offset: (rows - 1) * this.shape.vocabSize };
@@ -108,51 +142,61 @@ export class OnnxDecoder implements Decoder {
   async decode(batch: readonly BatchEntry[]): Promise<Float32Array> {
     this.checkOpen();
     const B = batch.length;
-    const { kvHeads: H, headDim: D, vocabSize: V } = this.shape;
-    if (B !== this.rows.length || batch.some((e, i) => e.cache !== this.rows[i])) this.assemble(batch.map((e) => e.cache as Cache));
-    const T = this.pastLength;
+    const { kvHeads: H, headDim: D, vocabSize: V, maxPositions } = this.shape;
+    let longest = 0;
+    for (const e of batch) longest = Math.max(longest, e.cache.length);
+    if (longest >= maxPositions) throw new Error(`a sequence of ${longest} tokens is at the model's limit of ${maxPositions} positions`);
+    if (B !== this.rows.length || batch.some((e, i) => e.cache !== this.rows[i]) || this.capacity < Math.min(longest + 1, maxPositions - 1)) {
+      this.assemble(batch.map((e) => e.cache as Cache), longest);
+    }
+    const C = this.capacity;
 
     const ids = new BigInt64Array(B);
     const positions = new BigInt64Array(B);
-    if (this.maskBuffer.length < B * (T + 1)) this.maskBuffer = new BigInt64Array(Math.max(B * (T + 1), this.maskBuffer.length * 2));
-    const mask = new BigInt64Array(this.maskBuffer.buffer, 0, B * (T + 1)).fill(0n);
+    if (this.maskBuffer.length < B * (C + 1)) this.maskBuffer = new BigInt64Array(Math.max(B * (C + 1), this.maskBuffer.length * 2));
+    const mask = new BigInt64Array(this.maskBuffer.buffer, 0, B * (C + 1)).fill(0n);
     for (let r = 0; r < B; r++) {
       const c = this.rows[r]!;
       ids[r] = BigInt(batch[r]!.token);
       positions[r] = BigInt(c.length);
-      mask.fill(1n, r * (T + 1) + (T - c.length), (r + 1) * (T + 1));
+      mask.fill(1n, r * (C + 1), r * (C + 1) + c.length);
+      mask[r * (C + 1) + C] = 1n;
     }
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [B, 1]),
-      attention_mask: new ort.Tensor('int64', mask, [B, T + 1]),
+      attention_mask: new ort.Tensor('int64', mask, [B, C + 1]),
     };
     if (this.signature.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positions, [B, 1]);
-    if (this.signature.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(T > 0 ? 1 : 0), [1]);
-    const past = this.sets[this.current];
-    const next = this.sets[1 - this.current];
-    const pastSize = B * H * T * D;
-    const presentSize = B * H * (T + 1) * D;
-    const fetches: Record<string, ort.Tensor> = {};
-    const presents: Float32Array[] = [];
-    for (let s = 0; s < this.slots; s++) {
-      feeds[this.pastNames[s]!] = new ort.Tensor('float32', new Float32Array(past[s]!, 0, pastSize), [B, H, T, D]);
-      const buffer = ensure(next, s, presentSize * 4);
-      const view = new Float32Array(buffer, 0, presentSize);
-      presents.push(view);
-      fetches[this.presentNames[s]!] = new ort.Tensor('float32', view, [B, H, T + 1, D]);
-    }
+    if (this.signature.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(1), [1]);
+    const set = this.sets[this.current];
+    const size = B * H * C * D;
+    for (let s = 0; s < this.slots; s++) feeds[this.pastNames[s]!] = new ort.Tensor('float32', new Float32Array(set[s]!, 0, size), [B, H, C, D]);
     if (this.logitsBuffer.length < B * V) this.logitsBuffer = new Float32Array(B * V);
     const logits = this.logitsBuffer.length === B * V ? this.logitsBuffer : this.logitsBuffer.subarray(0, B * V);
-    fetches.logits = new ort.Tensor('float32', logits, [B, 1, V]);
+    const fetches: Record<string, ort.Tensor | null> = { logits: new ort.Tensor('float32', logits, [B, 1, V]) };
+    for (const name of this.stepOutputs) fetches[name] = null;
 
     const out = await this.session.run(feeds, fetches);
-    // onnxruntime writes into the buffers given and returns new tensors over the same memory (not the same
-    // ArrayBuffer objects, so identity cannot tell). Copy only if the values differ, checked at both ends.
-    for (let s = 0; s < this.slots; s++) adopt(out[this.presentNames[s]!]!.data as Float32Array, presents[s]!);
+    // onnxruntime writes into the buffer given and returns a new tensor over the same memory (not the same
+    // ArrayBuffer object, so identity cannot tell). Copy only if the values differ, checked at both ends.
     adopt(out.logits!.data as Float32Array, logits);
 
-    this.current = 1 - this.current;
-    this.pastLength = T + 1;
+    // The new entries: [B, H, 1, D] from the graph's tensors, or position C of present [B, H, C + 1, D].
+    const stride = this.readsNewEntries ? 1 : C + 1;
+    const at = this.readsNewEntries ? 0 : C;
+    for (let s = 0; s < this.slots; s++) {
+      const src = out[this.stepOutputs[s]!]!.data as Float32Array;
+      const dst = new Float32Array(set[s]!, 0, size);
+      for (let r = 0; r < B; r++) {
+        const length = this.rows[r]!.length;
+        // Only a row at the model's last position has no room, and it cannot take another token.
+        if (length >= C) continue;
+        for (let h = 0; h < H; h++) {
+          const from = ((r * H + h) * stride + at) * D;
+          dst.set(src.subarray(from, from + D), ((r * H + h) * C + length) * D);
+        }
+      }
+    }
     for (const c of this.rows) c.length++;
     return logits;
   }
@@ -171,38 +215,37 @@ export class OnnxDecoder implements Decoder {
   }
 
   /**
-   * Lays the given caches out as the batch's past in the free buffer set: row r right-aligned to the longest,
-   * zeros on the left. Caches leaving the batch without being released get their own copy first.
+   * Lays the given caches out as the batch in the free buffer set, each row from position 0, zeros after,
+   * with room for the longest to grow. Caches leaving the batch without being released get their own copy first.
    */
-  private assemble(caches: Cache[]): void {
-    const { kvHeads: H, headDim: D } = this.shape;
+  private assemble(caches: Cache[], longest: number): void {
+    const { kvHeads: H, headDim: D, maxPositions } = this.shape;
     const B = caches.length;
-    const T = caches.reduce((m, c) => Math.max(m, c.length), 0);
+    const C = Math.min(maxPositions - 1, Math.ceil((longest + 1) / CAPACITY_STEP) * CAPACITY_STEP);
     const from = this.sets[this.current];
     const to = this.sets[1 - this.current];
-    const oldT = this.pastLength;
+    const oldC = this.capacity;
     const staying = new Set(caches);
     for (const c of this.rows) {
-      if (!staying.has(c) && !c.released && c.row >= 0) c.own = this.extract(c, from, oldT);
-      if (!staying.has(c)) c.row = -1;
+      if (staying.has(c)) continue;
+      if (!c.released && c.row >= 0) c.own = this.extract(c, from, oldC);
+      c.row = -1;
     }
     for (let s = 0; s < this.slots; s++) {
-      const dst = new Float32Array(ensure(to, s, B * H * T * D * 4), 0, B * H * T * D);
-      const src = new Float32Array(from[s]!, 0, this.rows.length * H * oldT * D);
+      const dst = new Float32Array(ensure(to, s, B * H * C * D * 4), 0, B * H * C * D);
+      const src = new Float32Array(from[s]!, 0, this.rows.length * H * oldC * D);
       for (let r = 0; r < B; r++) {
         const c = caches[r]!;
         const len = c.length;
         for (let h = 0; h < H; h++) {
-          const base = ((r * H + h) * T) * D;
-          dst.fill(0, base, base + (T - len) * D);
-          const at = base + (T - len) * D;
+          const base = (r * H + h) * C * D;
           if (c.row >= 0) {
-            const start = ((c.row * H + h) * oldT + (oldT - len)) * D;
-            dst.set(src.subarray(start, start + len * D), at);
+            const start = (c.row * H + h) * oldC * D;
+            dst.set(src.subarray(start, start + len * D), base);
           } else {
-            const own = c.own![s]!;
-            dst.set(own.subarray(h * len * D, (h + 1) * len * D), at);
+            dst.set(c.own![s]!.subarray(h * len * D, (h + 1) * len * D), base);
           }
+          dst.fill(0, base + len * D, base + C * D);
         }
       }
     }
@@ -211,19 +254,19 @@ export class OnnxDecoder implements Decoder {
       c.own = undefined;
     });
     this.rows = caches;
-    this.pastLength = T;
+    this.capacity = C;
     this.current = 1 - this.current;
   }
 
-  private extract(c: Cache, from: ArrayBuffer[], T: number): Float32Array[] {
+  private extract(c: Cache, from: ArrayBuffer[], C: number): Float32Array[] {
     const { kvHeads: H, headDim: D } = this.shape;
-    const len = c.length;
+    const len = Math.min(c.length, C);
     return from.map((buffer) => {
-      const src = new Float32Array(buffer, 0, this.rows.length * H * T * D);
-      const own = new Float32Array(H * len * D);
+      const src = new Float32Array(buffer, 0, this.rows.length * H * C * D);
+      const own = new Float32Array(H * c.length * D);
       for (let h = 0; h < H; h++) {
-        const start = ((c.row * H + h) * T + (T - len)) * D;
-        own.set(src.subarray(start, start + len * D), h * len * D);
+        const start = (c.row * H + h) * C * D;
+        own.set(src.subarray(start, start + len * D), h * c.length * D);
       }
       return own;
     });
@@ -247,8 +290,8 @@ function ensure(set: ArrayBuffer[], slot: number, bytes: number): ArrayBuffer {
 
 type Meta = ort.InferenceSession.ValueMetadata & { type?: string; shape?: readonly (number | string)[] };
 
-/** Reads and checks the Hugging Face decoder signature. */
-export function readSignature(session: ort.InferenceSession, hints: DecoderConfigHints): Signature {
+/** Reads and checks the Hugging Face decoder signature (a present output may be replaced by its new entries). */
+export function readSignature(session: ort.InferenceSession, hints: DecoderConfigHints, newEntries: ReadonlyMap<string, string> = new Map()): Signature {
   const inputs = new Map(session.inputNames.map((n, i) => [n, session.inputMetadata[i] as Meta]));
   const outputs = new Map(session.outputNames.map((n, i) => [n, session.outputMetadata[i] as Meta]));
   const problems: { type: string; subject: string; description: string }[] = [];
@@ -266,8 +309,7 @@ export function readSignature(session: ort.InferenceSession, hints: DecoderConfi
   for (let i = 0; i < layers; i++) {
     need(inputs, 'input', `past_key_values.${i}.key`, 'float32');
     need(inputs, 'input', `past_key_values.${i}.value`, 'float32');
-    need(outputs, 'output', `present.${i}.key`, 'float32');
-    need(outputs, 'output', `present.${i}.value`, 'float32');
+    for (const present of [`present.${i}.key`, `present.${i}.value`]) if (!newEntries.has(present)) need(outputs, 'output', present, 'float32');
   }
   const known = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch']);
   for (const name of inputs.keys()) {
