@@ -24,8 +24,8 @@ export const spec = {
   laneNiceness: setting(
     'MAAS_GENERATION_LANE_NICENESS',
     z.coerce.number().int().min(0).max(19),
-    '0',
-    'how much lower than the main thread the worker-thread lanes run (Unix niceness added, 0 to 19): raised, the main thread\'s short work (new requests, streaming every token) goes first when both want a core, and each token a lane posts hands its core to the main thread',
+    '5',
+    'how much lower than the main thread the worker-thread lanes run (Unix niceness added, 0 to 19): when both want a core, the main thread\'s short work (new requests, streaming every token) goes first, and a lane never waits for it',
   ),
   maxQueue: setting('MAAS_GENERATION_MAX_QUEUE', positiveInt(), '128', 'requests waiting for a place in the batch, per model version, before RESOURCE_EXHAUSTED'),
   maxNewTokens: setting('MAAS_GENERATION_MAX_NEW_TOKENS', positiveInt(), '2048', 'largest max_new_tokens a request may ask for (INVALID_ARGUMENT beyond)'),
