@@ -94,16 +94,16 @@ function prepare(model: Uint8Array, options: { splitAttention: boolean }): Decod
   const graph = model.subarray(located.start, located.end);
   const nodes: Node[] = [];
   const outputs: { start: number; end: number; name: string }[] = [];
-  const reader = new BinaryReader(graph);
-  while (reader.pos < reader.len) {
-    const start = reader.pos;
-    const [no, type] = reader.tag();
-    if (no === GRAPH_NODE && type === WireType.LengthDelimited) nodes.push({ start, ...readNode(reader.bytes()), end: reader.pos });
-    else if (no === GRAPH_INITIALIZER && type === WireType.LengthDelimited) {
-      if (isExternal(reader.bytes())) return undefined;
-    } else if (no === GRAPH_OUTPUT && type === WireType.LengthDelimited) outputs.push({ start, name: readName(reader.bytes()), end: reader.pos });
-    else reader.skip(type, no);
-  }
+  let external = false;
+  eachField(graph, (no, type, reader, start) => {
+    if (type !== WireType.LengthDelimited) return false;
+    if (no === GRAPH_NODE) nodes.push({ start, ...readNode(reader.bytes()), end: reader.pos });
+    else if (no === GRAPH_INITIALIZER) external ||= isExternal(reader.bytes());
+    else if (no === GRAPH_OUTPUT) outputs.push({ start, name: readName(reader.bytes()), end: reader.pos });
+    else return false;
+    return true;
+  });
+  if (external) return undefined;
 
   const producer = new Map<string, Node>();
   const consumers = new Map<string, Node[]>();
@@ -254,36 +254,45 @@ class GraphWriter {
   }
 }
 
-/** Where the graph field's value lies in the model (one graph field only), and the default domain's opset. */
-function locateGraph(model: Uint8Array): { fieldStart: number; start: number; end: number; opset: number } | undefined {
-  const reader = new BinaryReader(model);
-  let found: { fieldStart: number; start: number; end: number } | undefined;
-  let opset = 0;
+/**
+ * Walks a message's fields: `read` takes the value of each field it wants from the reader and returns true; the
+ * others are skipped. `start` is where the field's tag begins.
+ */
+function eachField(bytes: Uint8Array, read: (no: number, type: WireType, reader: BinaryReader, start: number) => boolean): void {
+  const reader = new BinaryReader(bytes);
   while (reader.pos < reader.len) {
-    const fieldStart = reader.pos;
+    const start = reader.pos;
     const [no, type] = reader.tag();
-    if (no === MODEL_GRAPH && type === WireType.LengthDelimited) {
-      if (found) return undefined; // a graph split over fields: not worth merging by hand
-      const bytes = reader.bytes();
-      found = { fieldStart, start: reader.pos - bytes.length, end: reader.pos };
-    } else if (no === MODEL_OPSET_IMPORT && type === WireType.LengthDelimited) {
-      const set = readOpset(reader.bytes());
-      if (set.domain === '' || set.domain === 'ai.onnx') opset = set.version;
-    } else reader.skip(type, no);
+    if (!read(no, type, reader, start)) reader.skip(type, no);
   }
-  return found && { ...found, opset };
 }
 
-function readOpset(bytes: Uint8Array): { domain: string; version: number } {
-  const reader = new BinaryReader(bytes);
-  const set = { domain: '', version: 0 };
-  while (reader.pos < reader.len) {
-    const [no, type] = reader.tag();
-    if (no === OPSET_DOMAIN) set.domain = reader.string();
-    else if (no === OPSET_VERSION && type === WireType.Varint) set.version = Number(reader.int64());
-    else reader.skip(type, no);
-  }
-  return set;
+/** Where the graph field's value lies in the model (one graph field only), and the default domain's opset. */
+function locateGraph(model: Uint8Array): { fieldStart: number; start: number; end: number; opset: number } | undefined {
+  let found: { fieldStart: number; start: number; end: number } | undefined;
+  let graphs = 0;
+  let opset = 0;
+  eachField(model, (no, type, reader, fieldStart) => {
+    if (type !== WireType.LengthDelimited) return false;
+    if (no === MODEL_GRAPH) {
+      graphs++;
+      const bytes = reader.bytes();
+      found = { fieldStart, start: reader.pos - bytes.length, end: reader.pos };
+    } else if (no === MODEL_OPSET_IMPORT) {
+      let domain = '';
+      let version = 0;
+      eachField(reader.bytes(), (n, t, r) => {
+        if (n === OPSET_DOMAIN) domain = r.string();
+        else if (n === OPSET_VERSION && t === WireType.Varint) version = Number(r.int64());
+        else return false;
+        return true;
+      });
+      if (domain === '' || domain === 'ai.onnx') opset = version;
+    } else return false;
+    return true;
+  });
+  // A graph split over several fields (which a parser merges) is not worth merging by hand.
+  return found && graphs === 1 ? { ...found, opset } : undefined;
 }
 
 function replaceGraph(model: Uint8Array, at: { fieldStart: number; end: number }, graph: Uint8Array): Uint8Array {
@@ -303,58 +312,56 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 
 function readNode(bytes: Uint8Array): Omit<Node, 'start' | 'end'> {
   const node: Omit<Node, 'start' | 'end'> = { opType: '', domain: '', inputs: [], outputs: [], axis: undefined, perm: [], subgraph: false };
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
-    const [no, type] = reader.tag();
+  eachField(bytes, (no, _type, reader) => {
     if (no === NODE_INPUT) node.inputs.push(reader.string());
     else if (no === NODE_OUTPUT) node.outputs.push(reader.string());
     else if (no === NODE_OP_TYPE) node.opType = reader.string();
     else if (no === NODE_DOMAIN) node.domain = reader.string();
     else if (no === NODE_ATTRIBUTE) readAttribute(reader.bytes(), node);
-    else reader.skip(type, no);
-  }
+    else return false;
+    return true;
+  });
   return node;
 }
 
 /** Reads the attributes the rewrite looks at: axis, perm, and whether the node holds a subgraph. */
 function readAttribute(bytes: Uint8Array, node: Omit<Node, 'start' | 'end'>): void {
-  const reader = new BinaryReader(bytes);
   let name = '';
   let i: number | undefined;
   const ints: number[] = [];
-  while (reader.pos < reader.len) {
-    const [no, type] = reader.tag();
+  eachField(bytes, (no, type, reader) => {
     if (no === ATTRIBUTE_NAME) name = reader.string();
     else if (no === ATTRIBUTE_I && type === WireType.Varint) i = Number(reader.int64());
     else if (no === ATTRIBUTE_INTS && type === WireType.Varint) ints.push(Number(reader.int64()));
     else if (no === ATTRIBUTE_INTS && type === WireType.LengthDelimited) {
       const packed = new BinaryReader(reader.bytes());
       while (packed.pos < packed.len) ints.push(Number(packed.int64()));
-    } else if (no === ATTRIBUTE_G || no === ATTRIBUTE_GRAPHS) {
-      node.subgraph = true;
-      reader.skip(type, no);
-    } else reader.skip(type, no);
-  }
+    } else {
+      if (no === ATTRIBUTE_G || no === ATTRIBUTE_GRAPHS) node.subgraph = true;
+      return false;
+    }
+    return true;
+  });
   if (name === 'axis') node.axis = i;
   if (name === 'perm') node.perm = ints;
 }
 
 function readName(bytes: Uint8Array): string {
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
-    const [no, type] = reader.tag();
-    if (no === VALUE_INFO_NAME) return reader.string();
-    reader.skip(type, no);
-  }
-  return '';
+  let name = '';
+  eachField(bytes, (no, _type, reader) => {
+    if (no !== VALUE_INFO_NAME) return false;
+    name = reader.string();
+    return true;
+  });
+  return name;
 }
 
 function isExternal(bytes: Uint8Array): boolean {
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
-    const [no, type] = reader.tag();
-    if (no === TENSOR_DATA_LOCATION && type === WireType.Varint) return reader.int32() === DATA_LOCATION_EXTERNAL;
-    reader.skip(type, no);
-  }
-  return false;
+  let external = false;
+  eachField(bytes, (no, type, reader) => {
+    if (no !== TENSOR_DATA_LOCATION || type !== WireType.Varint) return false;
+    external = reader.int32() === DATA_LOCATION_EXTERNAL;
+    return true;
+  });
+  return external;
 }
