@@ -21,6 +21,12 @@ export const spec = {
     '0',
     'lanes per loaded version, each stepping and sampling its share of the batch on its own: one lane runs on the main thread, several each on a worker thread, each with its own copy of the weights (0: one per CPU core, at most 4, on the cpu execution provider; 1 on others)',
   ),
+  decodeGraph: setting(
+    'MAAS_GENERATION_DECODE_GRAPH',
+    z.enum(['split-attention', 'new-entries', 'as-exported']),
+    'split-attention',
+    'how the decoder graph is amended at load where it allows: split-attention (a step neither fetches nor copies the whole key/value cache), new-entries (a step fetches only the new keys and values), as-exported (no change; the load holds the model file once less)',
+  ),
   laneNiceness: setting(
     'MAAS_GENERATION_LANE_NICENESS',
     z.coerce.number().int().min(0).max(19),

@@ -29,6 +29,7 @@ export async function createGenerationService(config: GenerationConfig, log: Log
   const baseLoader = createGenerationLoader({
     session: sessionSettings(config),
     decodeLanes: config.decodeLanes,
+    decodeGraph: config.decodeGraph,
     laneNiceness: config.laneNiceness,
     limits,
     log,

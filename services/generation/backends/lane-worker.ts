@@ -13,7 +13,7 @@ const init = (workerData as { data: LaneInit }).data;
 
 let decoder: OnnxDecoder;
 try {
-  decoder = await OnnxDecoder.create(init.model, init.settings, init.hints);
+  decoder = await OnnxDecoder.create(init.model, init.settings, init.hints, undefined, { graph: init.graph });
 } catch (err) {
   port.postMessage(notReady(err));
   process.exit(0);
@@ -37,7 +37,7 @@ const lane: LaneLoop = new LaneLoop(decoder, {
 lane.listen((event) => port.postMessage(event satisfies LaneReply));
 port.on('message', handle);
 // Ready only now: the main thread sends joins as soon as it reads this, and they need the lane.
-port.postMessage({ ready: true, value: { shape: decoder.shape, executionProvider: decoder.executionProvider, nicenessRefused } } satisfies Ready<LaneReady>);
+port.postMessage({ ready: true, value: { shape: decoder.shape, executionProvider: decoder.executionProvider, graph: decoder.graph, nicenessRefused } } satisfies Ready<LaneReady>);
 
 function handle(m: LaneMessage): void {
   switch (m.op) {

@@ -14,7 +14,7 @@ import { GenerationModel, type EngineLimits } from '../domain/engine.js';
 import type { EngineMetrics } from '../domain/scheduler.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { LaneLoop, type Lane } from '../domain/lane.js';
-import { OnnxDecoder, type DecoderConfigHints } from './onnx-decoder.js';
+import { OnnxDecoder, type DecoderConfigHints, type DecoderGraphMode } from './onnx-decoder.js';
 import { WorkerLane, type LaneInit } from './worker-lane.js';
 import { startAll } from '../../runtime/workers/start-worker.js';
 
@@ -24,6 +24,8 @@ export interface LoaderOptions {
   session: SessionSettings;
   /** Decode lanes per version (0: one per core, at most 4, on cpu; 1 on other providers). Default 1. */
   decodeLanes?: number;
+  /** How the decoder graph is amended (see MAAS_GENERATION_DECODE_GRAPH). Default split-attention. */
+  decodeGraph?: DecoderGraphMode;
   /** Niceness added to worker-thread lanes (see MAAS_GENERATION_LANE_NICENESS). Default 0. */
   laneNiceness?: number;
   limits: EngineLimits;
@@ -66,6 +68,7 @@ export async function loadGenerationModel(
   const laneOptions = (tokenizer: TextTokenizer) => ({ eosIds: [...tokenizer.eosIds], maxLogprobs: options.limits.maxLogprobs });
   const workerInit = (tokenizer: TextTokenizer, executionProvider: string): LaneInit => ({
     model: path,
+    graph: options.decodeGraph,
     settings: { ...options.session, executionProviders: [executionProvider] },
     hints,
     options: laneOptions(tokenizer),
@@ -92,12 +95,14 @@ export async function loadGenerationModel(
       // the vocabulary the tokenizer is checked against. It is the only lane when there is one; with several,
       // every lane runs on a worker thread so that this thread's work for the callers (detokenizing, stop
       // strings, streaming) never waits behind a step.
-      decoder = await OnnxDecoder.create(path, options.session, hints, options.log);
+      decoder = await OnnxDecoder.create(path, options.session, hints, options.log, { graph: options.decodeGraph });
       executionProvider = decoder.executionProvider;
       tokenizer = tokenizerFor(decoder.shape.vocabSize);
       const count = laneCount(options.decodeLanes ?? 1, executionProvider);
-      if (count === 1) lanes.push(new LaneLoop(decoder, laneOptions(tokenizer)));
-      else {
+      if (count === 1) {
+        lanes.push(new LaneLoop(decoder, laneOptions(tokenizer)));
+        options.log.info({ model: options.name, version: options.version, lanes: 1, graph: decoder.graph }, 'decode lane on the main thread');
+      } else {
         await decoder.close();
         lanes.push(...(await startWorkerLanes(count, workerInit(tokenizer, executionProvider), options)));
       }
@@ -126,7 +131,7 @@ async function startWorkerLanes(count: number, init: LaneInit, options: LoaderOp
   const workers = await startAll(count, () => WorkerLane.create(init));
   const refused = workers.map((w) => w.nicenessRefused).find((r) => r !== undefined);
   if (refused) options.log.warn({ model: options.name, niceness: init.niceness, err: refused }, "decode lanes run at the main thread's priority: lowering it was refused");
-  options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness }, 'decode lanes on worker threads');
+  options.log.info({ model: options.name, version: options.version, lanes: count, niceness: init.niceness, graph: workers[0]!.graph }, 'decode lanes on worker threads');
   return workers;
 }
 

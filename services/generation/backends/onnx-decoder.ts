@@ -28,13 +28,15 @@ export interface DecoderConfigHints {
   headDim?: number;
 }
 
+/**
+ * How far the graph is amended where it allows (decode-graph.ts): 'split-attention' (the default) also rewrites
+ * attention to read the past and the new entries apart; 'new-entries' only adds the new entries to the outputs;
+ * 'as-exported' runs the graph unchanged.
+ */
+export type DecoderGraphMode = 'split-attention' | 'new-entries' | 'as-exported';
+
 export interface DecoderOptions {
-  /**
-   * How far the graph is amended where it allows (decode-graph.ts): 'split-attention' (the default) also
-   * rewrites attention to read the past and the new entries apart; 'new-entries' only adds the new entries
-   * to the outputs; 'none' runs the graph as exported.
-   */
-  graph?: 'split-attention' | 'new-entries' | 'none';
+  graph?: DecoderGraphMode;
 }
 
 /** Positions the batch's capacity grows by, so that it is laid out again once every this many steps. */
@@ -67,6 +69,11 @@ export class OnnxDecoder implements Decoder {
   readonly readsNewEntries: boolean;
   /** Whether attention was rewritten to read the past and the new entries apart. */
   readonly splitAttention: boolean;
+
+  /** How far the graph was amended: the mode asked for, or less where the graph did not allow it. */
+  get graph(): DecoderGraphMode {
+    return this.splitAttention ? 'split-attention' : this.readsNewEntries ? 'new-entries' : 'as-exported';
+  }
   private readonly slots: number;
   private readonly pastNames: string[];
   private readonly presentNames: string[];
@@ -106,7 +113,7 @@ export class OnnxDecoder implements Decoder {
   /** Creates the session and checks its signature; FailedPreconditionError when it cannot be driven. */
   static async create(model: string | Uint8Array, settings: SessionSettings, hints: DecoderConfigHints, log?: Logger, options: DecoderOptions = {}): Promise<OnnxDecoder> {
     const mode = options.graph ?? 'split-attention';
-    const prepared = mode === 'none' ? undefined : prepareDecodeGraph(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model, { splitAttention: mode === 'split-attention' });
+    const prepared = mode === 'as-exported' ? undefined : prepareDecodeGraph(typeof model === 'string' ? new Uint8Array(await readFile(model)) : model, { splitAttention: mode === 'split-attention' });
     const newEntries = prepared?.newEntries ?? new Map<string, string>();
     const { session, executionProvider } = await createOnnxSession(prepared?.model ?? model, settings, log);
     try {

@@ -125,6 +125,24 @@ describe('a lane', () => {
     expect(JOINS.map((j) => here!.tokens.get(j.id)!.length)).toEqual(JOINS.map((j) => j.params.maxNewTokens));
   });
 
+  it('on a worker thread says how far its decoder amended the graph, and samples the same tokens with the graph as exported', async () => {
+    expect(lane.graph).toBe('split-attention');
+    const exported = await WorkerLane.create({ ...init(), graph: 'as-exported' });
+    try {
+      expect(exported.graph).toBe('as-exported');
+      const results = [];
+      for (const l of [lane, exported]) {
+        const r = record(l);
+        for (const j of JOINS) l.join({ ...j, id: j.id + 20 });
+        await r.until((ev) => outcome(ev).ends.size === JOINS.length);
+        results.push(outcome(r.events).tokens);
+      }
+      expect([...results[1]!]).toEqual([...results[0]!]);
+    } finally {
+      await exported.close();
+    }
+  });
+
   it('samples what one sequence alone gets when it shares the batch', async () => {
     const r = record(local);
     local.join({ ...JOINS[1]!, id: 10 });

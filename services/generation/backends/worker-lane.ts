@@ -10,11 +10,13 @@ import { startReadyWorker } from '../../runtime/workers/start-worker.js';
 import { WorkerHost } from '../../runtime/workers/worker-host.js';
 import type { DecoderShape } from '../domain/decoder.js';
 import type { Lane, LaneEvent, LaneJoin, LaneOptions } from '../domain/lane.js';
-import type { DecoderConfigHints } from './onnx-decoder.js';
+import type { DecoderConfigHints, DecoderGraphMode } from './onnx-decoder.js';
 
 /** What the worker is started with. */
 export interface LaneInit {
   model: string;
+  /** How the decoder graph is amended (OnnxDecoder's `graph` option). */
+  graph?: DecoderGraphMode;
   settings: SessionSettings;
   hints: DecoderConfigHints;
   options: LaneOptions;
@@ -29,6 +31,8 @@ export type LaneMessage = { op: 'join'; sequence: LaneJoin } | { op: 'leave'; id
 export interface LaneReady {
   shape: DecoderShape;
   executionProvider: string;
+  /** How far the decoder could amend its graph (see OnnxDecoder.graph). */
+  graph: DecoderGraphMode;
   /** Why the thread's niceness could not be raised, if it could not. */
   nicenessRefused?: string;
 }
@@ -52,6 +56,8 @@ export class WorkerLane implements Lane {
     init: LaneInit,
     readonly shape: DecoderShape,
     readonly executionProvider: string,
+    /** How far the lane's decoder could amend its graph. */
+    readonly graph: DecoderGraphMode,
     /** Why the thread's niceness could not be raised, if it could not. */
     readonly nicenessRefused: string | undefined,
   ) {
@@ -77,7 +83,7 @@ export class WorkerLane implements Lane {
   /** Starts the worker and its session; rejects with the worker's reason when the model cannot be loaded. */
   static async create(init: LaneInit): Promise<WorkerLane> {
     const { worker, value } = await WorkerLane.start(init);
-    return new WorkerLane(worker, init, value.shape, value.executionProvider, value.nicenessRefused);
+    return new WorkerLane(worker, init, value.shape, value.executionProvider, value.graph, value.nicenessRefused);
   }
 
   private static start(init: LaneInit) {
