@@ -11,7 +11,7 @@ const D = 4;
  * One layer of attention the Hugging Face way: present = Concat(past, new) on the positions, scores against
  * the transposed keys, the probabilities times the values. `extraUse` reads the concatenated keys once more.
  */
-function attentionGraph(options: { extraUse?: boolean; present?: 'concat' | 'identity' } = {}): Uint8Array {
+function attentionGraph(options: { extraUse?: boolean; present?: 'concat' | 'identity'; opset?: number } = {}): Uint8Array {
   const g = new GraphBuilder('attention');
   const dims = ['batch', H, 'past', D];
   const pastK = g.input('past_key_values.0.key', DataType.FLOAT, dims);
@@ -35,7 +35,7 @@ function attentionGraph(options: { extraUse?: boolean; present?: 'concat' | 'ide
     g.op1('ReduceSum', [presentK], { keepdims: 0 }, 'total_keys');
     g.output('total_keys', DataType.FLOAT, []);
   }
-  return g.serialize(17);
+  return g.serialize(options.opset ?? 17);
 }
 
 function feeds(batch: number, past: number): Record<string, ort.Tensor> {
@@ -69,8 +69,8 @@ async function outputNames(model: Uint8Array): Promise<string[]> {
 }
 
 describe('prepareDecodeGraph', () => {
-  it('splits attention into past and new entries: the same context, the new entries as outputs, no present outputs', async () => {
-    const original = attentionGraph();
+  it.each([17, 13])('splits attention into past and new entries: the same context, the new entries as outputs, no present outputs (opset %i)', async (opset) => {
+    const original = attentionGraph({ opset });
     const prepared = prepareDecodeGraph(original, { splitAttention: true })!;
     expect(prepared.splitAttention).toBe(true);
     expect([...prepared.newEntries.keys()]).toEqual(['present.0.key', 'present.0.value']);

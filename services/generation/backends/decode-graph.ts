@@ -135,6 +135,7 @@ function prepare(model: Uint8Array, options: { splitAttention: boolean }): Decod
     out.int64Initializer(ZERO, [0]);
     out.int64Initializer(END, [Number.MAX_SAFE_INTEGER]);
     out.int64Initializer(LAST_AXIS, [-1]);
+    out.int64Initializer(POSITIONS_AXIS, [2]);
     split.layers.forEach((layer, i) => out.splitAttention(layer, i));
   } else out.copyExcept([]);
   for (const name of newEntries.values()) out.floatOutput(name);
@@ -144,6 +145,7 @@ function prepare(model: Uint8Array, options: { splitAttention: boolean }): Decod
 const ZERO = 'maas_split_zero';
 const END = 'maas_split_end';
 const LAST_AXIS = 'maas_split_last_axis';
+const POSITIONS_AXIS = 'maas_split_positions_axis';
 
 interface SplitLayer {
   pastKey: string;
@@ -225,7 +227,9 @@ class GraphWriter {
     this.node('MatMul', [l.query, n('past_kt')], [n('past_scores')]);
     this.node('MatMul', [l.query, n('new_kt')], [n('new_scores')]);
     this.node('Concat', [n('past_scores'), n('new_scores')], [l.scores], { axis: -1 });
-    this.node('Shape', [l.pastValue], [n('past_length')], { start: 2, end: 3 });
+    // Shape's start/end attributes need opset 15; Gather picks the positions' axis at any opset.
+    this.node('Shape', [l.pastValue], [n('past_shape')]);
+    this.node('Gather', [n('past_shape'), POSITIONS_AXIS], [n('past_length')], { axis: 0 });
     this.node('Slice', [l.probs, ZERO, n('past_length'), LAST_AXIS], [n('past_probs')]);
     this.node('Slice', [l.probs, n('past_length'), END, LAST_AXIS], [n('new_probs')]);
     this.node('MatMul', [n('past_probs'), l.pastValue], [n('past_context')]);
