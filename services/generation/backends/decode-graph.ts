@@ -105,11 +105,13 @@ function prepare(model: Uint8Array, options: { splitAttention: boolean }): Decod
   });
   if (external) return undefined;
 
-  const producer = new Map<string, Node>();
   const consumers = new Map<string, Node[]>();
   for (const node of nodes) {
-    for (const out of node.outputs) producer.set(out, node);
-    for (const input of node.inputs) consumers.set(input, [...(consumers.get(input) ?? []), node]);
+    for (const input of node.inputs) {
+      const readers = consumers.get(input);
+      if (readers) readers.push(node);
+      else consumers.set(input, [node]);
+    }
   }
   const newEntries = new Map<string, string>();
   const concats = new Map<string, Node>();

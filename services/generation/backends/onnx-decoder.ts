@@ -65,15 +65,11 @@ interface Signature {
 
 export class OnnxDecoder implements Decoder {
   readonly shape: DecoderShape;
-  /** Whether a step fetches only the new keys and values (else the whole present cache). */
-  readonly readsNewEntries: boolean;
-  /** Whether attention was rewritten to read the past and the new entries apart. */
-  readonly splitAttention: boolean;
-
-  /** How far the graph was amended: the mode asked for, or less where the graph did not allow it. */
-  get graph(): DecoderGraphMode {
-    return this.splitAttention ? 'split-attention' : this.readsNewEntries ? 'new-entries' : 'as-exported';
-  }
+  /**
+   * How far the graph was amended: the mode asked for, or less where the graph did not allow it. From
+   * 'new-entries' on, a step fetches only the new keys and values, else the whole present cache.
+   */
+  readonly graph: DecoderGraphMode;
   private readonly slots: number;
   private readonly pastNames: string[];
   private readonly presentNames: string[];
@@ -104,9 +100,9 @@ export class OnnxDecoder implements Decoder {
       this.pastNames.push(`past_key_values.${i}.key`, `past_key_values.${i}.value`);
       this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
     }
-    this.readsNewEntries = this.presentNames.every((name) => newEntries.has(name));
-    this.stepOutputs = this.readsNewEntries ? this.presentNames.map((name) => newEntries.get(name)!) : this.presentNames;
-    this.splitAttention = splitAttention;
+    const readsNewEntries = this.presentNames.every((name) => newEntries.has(name));
+    this.graph = splitAttention ? 'split-attention' : readsNewEntries ? 'new-entries' : 'as-exported';
+    this.stepOutputs = readsNewEntries ? this.presentNames.map((name) => newEntries.get(name)!) : this.presentNames;
     this.sets = [Array.from({ length: this.slots }, () => new ArrayBuffer(0)), Array.from({ length: this.slots }, () => new ArrayBuffer(0))];
   }
 
@@ -189,8 +185,9 @@ export class OnnxDecoder implements Decoder {
     adopt(out.logits!.data as Float32Array, logits);
 
     // The new entries: [B, H, 1, D] from the graph's tensors, or position C of present [B, H, C + 1, D].
-    const stride = this.readsNewEntries ? 1 : C + 1;
-    const at = this.readsNewEntries ? 0 : C;
+    const present = this.graph === 'as-exported';
+    const stride = present ? C + 1 : 1;
+    const at = present ? C : 0;
     for (let s = 0; s < this.slots; s++) {
       const src = out[this.stepOutputs[s]!]!.data as Float32Array;
       const dst = new Float32Array(set[s]!, 0, size);
