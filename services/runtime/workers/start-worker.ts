@@ -2,7 +2,7 @@
 // TypeScript sources (through tsx, which workers must register themselves: ts-worker.mjs) or compiled to
 // JavaScript. The entry reads its own data from workerData.data. startReadyWorker adds the handshake every
 // worker of the services uses: its first message says what it loaded, or why it could not.
-import { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { FailedPreconditionError } from '../errors.js';
 
 /**
@@ -12,9 +12,25 @@ import { FailedPreconditionError } from '../errors.js';
 export function startWorker(entry: URL, data: unknown): Worker {
   const execArgv = withoutPreloads(process.execArgv);
   const fromSources = import.meta.url.endsWith('.ts');
-  if (!fromSources) return new Worker(entry, { workerData: { data }, execArgv });
+  if (!fromSources) return newWorker(entry, { workerData: { data }, execArgv });
   const source = entry.href.replace(/\.js$/, '.ts');
-  return new Worker(new URL('./ts-worker.mjs', import.meta.url), { workerData: { entry: source, data }, execArgv });
+  return newWorker(new URL('./ts-worker.mjs', import.meta.url), { workerData: { entry: source, data }, execArgv });
+}
+
+/**
+ * A Worker with the given node flags, less those a worker refuses: V8's (--max-old-space-size, which platform
+ * engineers set on the command line, and the like) belong to the whole process, and a worker given one
+ * throws ERR_WORKER_INVALID_EXEC_ARGV naming them — which would stop every model thread from starting.
+ */
+function newWorker(file: URL, options: WorkerOptions & { execArgv: string[] }): Worker {
+  try {
+    return new Worker(file, options);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
+    // "Initiated Worker with invalid execArgv flags: --a=1, --b"
+    const refused = new Set((err as Error).message.slice((err as Error).message.indexOf(': ') + 2).split(', '));
+    return new Worker(file, { ...options, execArgv: options.execArgv.filter((a) => !refused.has(a)) });
+  }
 }
 
 /**
