@@ -35,7 +35,9 @@ export interface LaunchOptions {
 export function launch(name: string, entry: string, options: LaunchOptions = {}): Launched {
   const child = spawn(process.execPath, nodeArgs(entry), {
     cwd: ROOT,
-    env: { ...process.env, MAAS_HOST: '127.0.0.1', ...options.env },
+    // Supervised: the caller stops it (stop() below); a Ctrl-C that reaches the whole process group is left
+    // to the caller, which stops its components in order.
+    env: { ...process.env, MAAS_HOST: '127.0.0.1', MAAS_SUPERVISED: 'true', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

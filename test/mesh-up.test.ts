@@ -1,7 +1,7 @@
 // The README's contract: `maas up` brings up every registered component with its default models, `maas health`
 // shows each SERVING, and Ctrl-C drains and stops them all with exit code 0.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -16,10 +16,12 @@ afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 describe('maas up', () => {
   it('starts every component SERVING, reports it in maas health, and stops cleanly on Ctrl-C', async () => {
     const ports = components.flatMap((c) => [`--${c.name}-port`, '0']);
+    // A process group of its own, as a terminal's foreground job is: Ctrl-C signals the whole group.
     const child = spawn(process.execPath, ['bin/maas.js', 'up', '--data-dir', dataDir, ...ports], {
       cwd: ROOT,
       env: { ...process.env, MAAS_GATEWAY_HTTP_PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     const out: string[] = [];
     const serving = new Map<string, string>();
@@ -41,10 +43,18 @@ describe('maas up', () => {
       expect(health.stdout).not.toMatch(/NOT_SERVING|UNREACHABLE|UNKNOWN/);
       expect(health.status).toBe(0);
     } finally {
-      child.kill('SIGINT');
+      // What Ctrl-C in a terminal does: SIGINT to maas up and to every component at once.
+      process.kill(-child.pid!, 'SIGINT');
     }
     expect(await exited).toBe(0);
     expect(out).toContain('stopped');
+    // maas up stops them in order (gateway first, registry last), so nothing complains on the way down (a
+    // model service whose registry went first would warn that its watch broke).
+    const logs = join(dataDir, 'logs');
+    for (const file of readdirSync(logs)) {
+      const complaints = readFileSync(join(logs, file), 'utf8').split('\n').filter((l) => /"level":"(warn|error|fatal)"/.test(l));
+      expect(complaints, file).toEqual([]);
+    }
   }, 900_000);
 
   it('starts nothing when a port it needs is taken, and says which and how to choose another', async () => {

@@ -1,4 +1,5 @@
-// A component process's life: fail-fast config, SERVING health, and drain on SIGTERM with exit code 0.
+// A component process's life: fail-fast config, SERVING health, and drain on SIGTERM (and on SIGINT unless
+// `maas up` supervises it) with exit code 0.
 import { spawnSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -45,6 +46,21 @@ describe('a component process', () => {
     expect((await slow).text).toBe('slept 1500');
     expect((await p.exited).code).toBe(0);
     client.close();
+  });
+
+  it('drains on SIGINT when run alone, and leaves SIGINT to its supervisor when maas up runs it', async () => {
+    const alone = start({ MAAS_SUPERVISED: 'false' });
+    await alone.port;
+    alone.child.kill('SIGINT');
+    expect((await alone.exited).code).toBe(0);
+    // Supervised (launch's default): a Ctrl-C that reaches it changes nothing; the supervisor's SIGTERM drains it.
+    const supervised = start();
+    const address = `127.0.0.1:${await supervised.port}`;
+    supervised.child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await checkHealth(address)).toBe('SERVING');
+    supervised.child.kill('SIGTERM');
+    expect((await supervised.exited).code).toBe(0);
   });
 
   it('serves Prometheus metrics with per-method request counts', async () => {

@@ -86,6 +86,12 @@ export function serverSettings(defaults: { port: number; metricsPort: number }) 
     keepaliveTimeMs: setting('MAAS_KEEPALIVE_TIME_MS', positiveInt(), '30000', 'interval of HTTP/2 keepalive pings to clients'),
     keepaliveTimeoutMs: setting('MAAS_KEEPALIVE_TIMEOUT_MS', positiveInt(), '10000', 'how long a keepalive ping may go unanswered before the connection is closed'),
     logLevel: setting('MAAS_LOG_LEVEL', logLevel(), 'info', 'log level (fatal, error, warn, info, debug, trace, silent)'),
+    supervised: setting(
+      'MAAS_SUPERVISED',
+      bool(),
+      'false',
+      'started by `maas up`, which stops the components in order on Ctrl-C: SIGINT is left to it (SIGTERM drains as always)',
+    ),
   };
 }
 export type ServerSettings = ConfigOf<ReturnType<typeof serverSettings>>;

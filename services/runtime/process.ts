@@ -1,5 +1,5 @@
 // The life of a component process: read config (failing fast), start, serve metrics, and on SIGTERM or
-// SIGINT drain and exit 0. Every main.ts goes through here.
+// SIGINT (unless `maas up` supervises it) drain and exit 0. Every main.ts goes through here.
 import { createServer, type Server } from 'node:http';
 import { metrics } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
@@ -71,7 +71,13 @@ export async function runComponent<S extends ConfigSpec>(options: ComponentOptio
     setImmediate(() => process.exit(0));
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  // Ctrl-C in a terminal signals every process of the foreground job at once. Under `maas up` that would drain
+  // the registry while the model services still watch it; maas up answers the same Ctrl-C by stopping the
+  // components in order (gateway first, registry last) with SIGTERM, so a supervised component leaves SIGINT
+  // to it. The handler stays either way: without one, SIGINT would end the process undrained.
+  process.on('SIGINT', () => {
+    if (!settings.supervised) void stop('SIGINT');
+  });
 }
 
 async function serveMetrics(settings: ServerSettings, log: Logger): Promise<Server> {
