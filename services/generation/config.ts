@@ -3,6 +3,10 @@
 import { z } from 'zod';
 import { bool, modelServiceSettings, nonNegativeInt, positiveInt, serverSettings, setting, type ConfigOf } from '../runtime/config.js';
 
+/** How far the decoder graph is amended at load (backends/onnx-decoder.ts, decode-graph.ts). */
+export const DECODER_GRAPH_MODES = ['split-attention', 'new-entries', 'as-exported'] as const;
+export type DecoderGraphMode = (typeof DECODER_GRAPH_MODES)[number];
+
 export const spec = {
   ...serverSettings({ port: 50054, metricsPort: 9463 }),
   ...modelServiceSettings('generation'),
@@ -23,7 +27,7 @@ export const spec = {
   ),
   decodeGraph: setting(
     'MAAS_GENERATION_DECODE_GRAPH',
-    z.enum(['split-attention', 'new-entries', 'as-exported']),
+    z.enum(DECODER_GRAPH_MODES),
     'split-attention',
     'how the decoder graph is amended at load where it allows: split-attention (a step neither fetches nor copies the whole key/value cache), new-entries (a step fetches only the new keys and values), as-exported (no change; the load holds the model file once less)',
   ),

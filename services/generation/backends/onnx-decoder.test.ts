@@ -3,10 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { argmax } from '../domain/sampler.js';
 import { buildTiny } from '../testing/model-folder.js';
+import { DECODER_GRAPH_MODES } from '../config.js';
 import { OnnxDecoder, type DecoderOptions } from './onnx-decoder.js';
 
 const SESSION = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
-const GRAPHS = ['split-attention', 'new-entries', 'as-exported'] as const;
+const GRAPHS = DECODER_GRAPH_MODES;
 let model: string;
 let decoder: OnnxDecoder;
 let V: number;

@@ -17,6 +17,7 @@ import * as ort from 'onnxruntime-node';
 import type { Logger } from '../../runtime/logger.js';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { createOnnxSession, type SessionSettings } from '../../runtime/models/onnx-session.js';
+import type { DecoderGraphMode } from '../config.js';
 import type { BatchEntry, Decoder, DecoderShape, SequenceCache } from '../domain/decoder.js';
 import { prepareDecodeGraph } from './decode-graph.js';
 
@@ -31,9 +32,9 @@ export interface DecoderConfigHints {
 /**
  * How far the graph is amended where it allows (decode-graph.ts): 'split-attention' (the default) also rewrites
  * attention to read the past and the new entries apart; 'new-entries' only adds the new entries to the outputs;
- * 'as-exported' runs the graph unchanged.
+ * 'as-exported' runs the graph unchanged. The modes are listed once, with the setting that chooses them.
  */
-export type DecoderGraphMode = 'split-attention' | 'new-entries' | 'as-exported';
+export type { DecoderGraphMode } from '../config.js';
 
 export interface DecoderOptions {
   graph?: DecoderGraphMode;
