@@ -5,7 +5,7 @@
 // the event loop decodes, tokenizes and answers, and the batcher's next batch is ready when it ends.
 // A batch crosses as one Int32Array of token ids, its vectors come back as one Float32Array, both moved, not
 // copied.
-import type { SessionLog, SessionSettings } from '../../runtime/models/onnx-session.js';
+import { replayWarnings, type SessionLog, type SessionSettings, type SessionWarning } from '../../runtime/models/onnx-session.js';
 import { WorkerCalls } from '../../runtime/workers/worker-calls.js';
 import type { EncoderOptions, EncoderRow } from './onnx-encoder.js';
 
@@ -25,7 +25,7 @@ export interface EncoderInfo {
   /** The model reads token_type_ids, so they cross too. */
   typed: boolean;
   /** What creating the session warned about (providers that failed, the fallback), for the main thread's log. */
-  warnings: { details: object; message: string }[];
+  warnings: SessionWarning[];
 }
 
 /**
@@ -88,7 +88,7 @@ export class ThreadEncoder {
   static async create(init: EncoderInit, log?: SessionLog): Promise<ThreadEncoder> {
     const what = `the encoder thread of model "${init.options.name}" version ${init.options.version}`;
     const thread = await WorkerCalls.start<EncoderInfo>(new URL('./encoder-thread.js', import.meta.url), init, what);
-    for (const w of thread.info.warnings) log?.warn(w.details, w.message);
+    replayWarnings(thread.info.warnings, log);
     return new ThreadEncoder(thread);
   }
 

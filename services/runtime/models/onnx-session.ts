@@ -8,10 +8,21 @@ export interface SessionLog {
   warn(details: object, message: string): void;
 }
 
+/** A warning as it crosses from a worker thread. */
+export interface SessionWarning {
+  details: object;
+  message: string;
+}
+
 /** A SessionLog that keeps what it is told, for a worker thread to pass on to the main thread's logger. */
-export function collectingLog(): SessionLog & { warnings: { details: object; message: string }[] } {
-  const warnings: { details: object; message: string }[] = [];
+export function collectingLog(): SessionLog & { warnings: SessionWarning[] } {
+  const warnings: SessionWarning[] = [];
   return { warnings, warn: (details, message) => warnings.push({ details, message }) };
+}
+
+/** Logs here what a worker thread's collectingLog kept. */
+export function replayWarnings(warnings: readonly SessionWarning[], log: SessionLog | undefined): void {
+  for (const w of warnings) log?.warn(w.details, w.message);
 }
 
 export interface SessionSettings {

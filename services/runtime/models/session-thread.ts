@@ -8,7 +8,7 @@
 import * as ort from 'onnxruntime-node';
 import { startAll } from '../workers/start-worker.js';
 import { WorkerCalls } from '../workers/worker-calls.js';
-import { createOnnxSession, type SessionLog, type SessionSettings } from './onnx-session.js';
+import { createOnnxSession, replayWarnings, type SessionLog, type SessionSettings, type SessionWarning } from './onnx-session.js';
 
 /** The members of ort.InferenceSession the services use, on the event loop or on threads. */
 export interface SessionLike {
@@ -50,7 +50,7 @@ export interface SessionThreadInfo {
   outputMetadata: ort.InferenceSession.ValueMetadata[];
   executionProvider: string;
   /** What creating the session warned about (providers that failed, the fallback), for the main thread's log. */
-  warnings: { details: object; message: string }[];
+  warnings: SessionWarning[];
 }
 
 /** A tensor as it crosses between threads. */
@@ -90,7 +90,7 @@ export class ThreadSession implements SessionLike {
       WorkerCalls.start<SessionThreadInfo>(new URL('./session-worker.js', import.meta.url), { model, settings } satisfies SessionThreadInit, 'an onnxruntime session thread'),
     );
     // Every thread tried the same providers; one thread's warnings say it.
-    for (const w of started[0]!.info.warnings) log?.warn(w.details, w.message);
+    replayWarnings(started[0]!.info.warnings, log);
     return new ThreadSession(started);
   }
 
