@@ -15,7 +15,9 @@
 // step). The present outputs are then dropped: the new entries of a prefill are its whole cache.
 //
 // The model is read with a protobuf scanner (the weights are skipped, not decoded) and written back by
-// copying every field it does not change.
+// copying every field it does not change. The few messages it adds are encoded here by field number rather
+// than with onnx-proto, which the project's model builders use: that is a development dependency (23 MB, with
+// a protobufjs of its own), and this runs in the service, whose image installs production dependencies only.
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 
 // Field numbers of onnx.proto.
