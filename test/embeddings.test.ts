@@ -96,7 +96,7 @@ describe('the embeddings process, traced and measured', () => {
     folder?.remove();
   });
 
-  it('traces queue, batch and onnxruntime run, the batch linking every request it served', async () => {
+  it('traces queue, batch, tokenize and onnxruntime run, the batch linking every request it served', async () => {
     const traces = ['4bf92f3577b34da6a3ce929d0e0e4736', '0af7651916cd43dd8448eb211c80319c'];
     await Promise.all(
       traces.map((traceId, i) => {
@@ -111,7 +111,6 @@ describe('the embeddings process, traced and measured', () => {
       expect(server.parentSpanId).toBe(`00f067aa0ba902b${i}`);
       expect(server.attributes).toMatchObject({ 'maas.model': 'glove-100d', 'maas.model_version': 1, 'maas.execution_provider': 'cpu', 'maas.input_tokens': 3 });
       const spans = receiver.trace(traces[i]!);
-      expect(spans.find((s) => s.name === 'embeddings tokenize')!.parentSpanId).toBe(server.spanId);
       const queue = spans.find((s) => s.name === 'embeddings queue')!;
       expect(queue.parentSpanId).toBe(server.spanId);
       expect(queue.attributes).toMatchObject({ 'maas.batch_size': 2, 'maas.model': 'glove-100d' });
@@ -122,7 +121,15 @@ describe('the embeddings process, traced and measured', () => {
     expect(traces).toContain(batch.traceId);
     await receiver.waitFor((spans) => spans.some((s) => s.name === 'onnxruntime run' && s.parentSpanId === batch.spanId));
     const run = receiver.spans.find((s) => s.name === 'onnxruntime run' && s.parentSpanId === batch.spanId)!;
-    expect(run.attributes).toMatchObject({ 'maas.model': 'glove-100d', 'maas.model_version': 1, 'maas.execution_provider': 'cpu', 'maas.batch_size': 2 });
+    expect(run.attributes).toMatchObject({ 'maas.model': 'glove-100d', 'maas.model_version': 1, 'maas.execution_provider': 'cpu', 'maas.batch_size': 2, 'maas.runs': 1 });
+    // Texts are tokenized where the batch runs (the encoder thread), just before it: the times come from there.
+    const tokenize = receiver.spans.find((s) => s.name === 'embeddings tokenize' && s.parentSpanId === batch.spanId)!;
+    expect(tokenize.attributes).toMatchObject({ 'maas.model': 'glove-100d', 'maas.inputs': 2, 'maas.input_tokens': 6 });
+    // (Within a millisecond: the two threads' clocks are read apart.)
+    const ms = 1_000_000n;
+    expect(tokenize.startNs + ms).toBeGreaterThanOrEqual(batch.startNs);
+    expect(tokenize.endNs).toBeLessThanOrEqual(run.startNs);
+    expect(run.endNs).toBeLessThanOrEqual(batch.endNs + ms);
     for (const server of servers) {
       const queue = receiver.trace(server.traceId).find((s) => s.name === 'embeddings queue')!;
       expect(queue.links.map((l) => l.spanId)).toEqual([batch.spanId]);

@@ -1,25 +1,24 @@
-// The worker-thread side of a ThreadEncoder (thread-encoder.ts): an OnnxEncoder with its own onnxruntime
-// session, running the batches the main thread posts, one after another.
+// The worker-thread side of a ThreadEncoder (thread-encoder.ts): the version's tokenizer and an OnnxEncoder
+// with its own onnxruntime session, tokenizing and running the batches the main thread posts, one after another.
 import { collectingLog } from '../../runtime/models/onnx-session.js';
 import { serveCalls } from '../../runtime/workers/worker-calls.js';
+import { readTokenizer } from './model-config.js';
 import { openOnnxEncoder } from './onnx-encoder.js';
-import { unpackBatch, type EncoderInfo, type EncoderInit, type PackedBatch } from './thread-encoder.js';
+import type { EncoderInfo, EncoderInit, TextBatch } from './thread-encoder.js';
+import { unpackTexts } from './thread-encoder.js';
+import { TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
 
-await serveCalls<EncoderInit, EncoderInfo, PackedBatch, Float32Array>({
+await serveCalls<EncoderInit, EncoderInfo, TextBatch, EncodedBatch>({
   async open(init) {
     const log = collectingLog();
-    const { encoder, executionProvider, dimensions, readsTypeIds, release } = await openOnnxEncoder(init.file, init.settings, init.options, log);
+    const { name, version } = init.options;
+    const tokenizer = await readTokenizer(init.dir, name, version, init.maxLength);
+    const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(init.file, init.settings, init.options, log);
+    const encoding = new TokenizingEncoder(tokenizer, encoder, dimensions, init.maxBatchTokens);
     return {
-      info: { dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, executionProvider, typed: readsTypeIds, warnings: log.warnings },
-      async handle(batch) {
-        const vectors = await encoder.run(unpackBatch(batch));
-        // OnnxEncoder answers views of one buffer, row after row (onnxruntime's output, or the pooled rows):
-        // one array over them all is moved to the main thread as it is, copied only if it is not the whole buffer.
-        const first = vectors[0]!;
-        const values = new Float32Array(first.buffer, first.byteOffset, vectors.length * dimensions);
-        return values.byteOffset === 0 && values.byteLength === values.buffer.byteLength ? values : values.slice();
-      },
-      transfer: (values) => [values.buffer as ArrayBuffer],
+      info: { dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, executionProvider, warnings: log.warnings },
+      handle: (batch) => encoding.run(unpackTexts(batch)),
+      transfer: (out) => [out.values.buffer as ArrayBuffer, out.counts.buffer as ArrayBuffer],
       close: release,
     };
   },

@@ -2,20 +2,22 @@
 // optional tokenizer_config.json and config.json) to an onnxruntime session behind its own dynamic batcher.
 // Also the adapter that shows the host to the engine as a ModelProvider.
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { context, trace, type Attributes, type Span } from '@opentelemetry/api';
 import { DynamicBatcher } from '../../runtime/batching/dynamic-batcher.js';
 import { FailedPreconditionError, MaasError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import type { ModelHost } from '../../runtime/models/model-host.js';
 import type { SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { LocalVersion, ModelLoader } from '../../runtime/models/types.js';
-import { Attr } from '../../runtime/telemetry/tracing.js';
-import type { EmbeddingModel, ModelProvider } from '../domain/model.js';
-import { TextTokenizer, type Encoded } from '../domain/tokenizer.js';
-import { readEncoderConfig } from './model-config.js';
-import { openOnnxEncoder, tracedRun, type EncoderOptions, type EncoderRow } from './onnx-encoder.js';
-import { ThreadEncoder } from './thread-encoder.js';
+import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
+import type { EmbeddingModel, EncodedRow, ModelProvider, TextRow } from '../domain/model.js';
+import type { TextTokenizer } from '../domain/tokenizer.js';
+import { readEncoderConfig, readTokenizer } from './model-config.js';
+import { openOnnxEncoder } from './onnx-encoder.js';
+import { ThreadEncoder, type EncoderInit } from './thread-encoder.js';
+import { TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
 
 export interface BatchingSettings {
   maxBatchSize: number;
@@ -47,40 +49,29 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
   const loader: ModelLoader<EmbeddingModel> = async (version) => {
     const key = `${version.name}:${version.version}`;
     const onnxFile = pickOnnxFile(version);
-    const tokenizerPath = join(version.dir, 'tokenizer.json');
-    if (!existsSync(tokenizerPath)) {
-      throw new FailedPreconditionError(`model "${version.name}" version ${version.version} has no tokenizer.json`, [
-        { type: 'FILE', subject: `${version.name}:${version.version}`, description: 'an embedding model needs tokenizer.json' },
-      ]);
-    }
     const config = await readEncoderConfig(version.dir, version.name);
-    let tokenizer: TextTokenizer;
-    try {
-      const tokenizerConfigPath = join(version.dir, 'tokenizer_config.json');
-      const tokenizerConfig = existsSync(tokenizerConfigPath) ? (JSON.parse(await readFile(tokenizerConfigPath, 'utf8')) as object) : {};
-      tokenizer = new TextTokenizer(JSON.parse(await readFile(tokenizerPath, 'utf8')) as object, tokenizerConfig, config.maxLength);
-    } catch (err) {
-      throw new FailedPreconditionError(`model "${version.name}" version ${version.version}: its tokenizer cannot be loaded: ${(err as Error).message}`);
-    }
+    const tokenizer = await readTokenizer(version.dir, version.name, version.version, config.maxLength);
     const file = join(version.dir, onnxFile);
     const options = { name: version.name, version: version.version, pooling: config.pooling, padId: tokenizer.padId };
-    const encoder = await openEncoder(file, options, settings).catch((err: unknown) => {
+    const maxBatchTokens = Math.max(settings.batching.maxBatchTokens, config.maxLength);
+    const encoder = await openEncoder({ file, dir: version.dir, maxLength: config.maxLength, maxBatchTokens, options }, tokenizer, settings).catch((err: unknown) => {
       if (err instanceof MaasError) throw err;
       throw new FailedPreconditionError(`model "${version.name}" version ${version.version}: onnxruntime cannot load or run ${onnxFile}: ${(err as Error).message}`);
     });
     const { executionProvider, dimensions } = encoder;
     const b = settings.batching;
     const attributes = { [Attr.model]: version.name, [Attr.modelVersion]: version.version, [Attr.executionProvider]: executionProvider };
-    const batcher = new DynamicBatcher<Encoded, Float32Array>({
+    const batcher = new DynamicBatcher<TextRow, EncodedRow>({
       name: 'embeddings',
       maxBatchSize: b.maxBatchSize,
-      maxBatchCost: Math.max(b.maxBatchTokens, config.maxLength),
+      // Costs are estimated tokens (texts queue untokenized); the encoder keeps every run within the cap.
+      maxBatchCost: maxBatchTokens,
       padded: true,
       maxQueueDelayMs: b.maxQueueDelayMs,
       maxQueueSize: b.maxQueueSize,
       concurrency: b.concurrency,
       attributes,
-      run: (items) => tracedRun(attributes, encoder.output, items, () => encoder.run(items)),
+      run: async (items, info) => rowsOf(recordSpans(info.span, attributes, encoder.output, await encoder.run(items))),
     });
     const model: EmbeddingModel = {
       name: version.name,
@@ -97,7 +88,8 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
     );
     return {
       model,
-      bytes: await estimateBytes(version, onnxFile),
+      // On a thread, the tokenizer is held twice: here (Tokenize, CountTokens) and there.
+      bytes: await estimateBytes(version, onnxFile, settings.encoderThread ? 2 : 1),
       executionProvider,
       close: async () => {
         if (loaded.get(key) === model) loaded.delete(key);
@@ -115,14 +107,44 @@ interface OpenEncoder {
   dimensions: number;
   output: string;
   pooledByModel: boolean;
-  run(batch: readonly EncoderRow[]): Promise<Float32Array[]>;
+  run(rows: readonly TextRow[]): Promise<EncodedBatch>;
   close(): Promise<void>;
 }
 
-async function openEncoder(file: string, options: EncoderOptions, settings: BackendSettings): Promise<OpenEncoder> {
-  if (settings.encoderThread) return ThreadEncoder.create({ file, settings: settings.session, options }, settings.log);
-  const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(file, settings.session, options, settings.log);
-  return { executionProvider, dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, run: (batch) => encoder.run(batch), close: release };
+async function openEncoder(init: Omit<EncoderInit, 'settings'>, tokenizer: TextTokenizer, settings: BackendSettings): Promise<OpenEncoder> {
+  if (settings.encoderThread) return ThreadEncoder.create({ ...init, settings: settings.session }, settings.log);
+  const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(init.file, settings.session, init.options, settings.log);
+  const encoding = new TokenizingEncoder(tokenizer, encoder, dimensions, init.maxBatchTokens);
+  return { executionProvider, dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, run: (rows) => encoding.run(rows), close: release };
+}
+
+/** One output per row for the batcher: a view of the batch's vectors, and the row's token counts. */
+function rowsOf({ values, counts }: EncodedBatch): EncodedRow[] {
+  const rows = counts.length / 2;
+  const width = values.length / rows;
+  const out: EncodedRow[] = new Array(rows);
+  for (let r = 0; r < rows; r++) out[r] = { values: values.subarray(r * width, (r + 1) * width), tokens: counts[r]!, fullLength: counts[rows + r]! };
+  return out;
+}
+
+/**
+ * The batch's "embeddings tokenize" and "onnxruntime run" spans, children of its batch span, from the times the
+ * encoder measured where it ran.
+ */
+function recordSpans(batchSpan: Span, attributes: Attributes, output: string, out: EncodedBatch): EncodedBatch {
+  if (!batchSpan.isRecording()) return out;
+  const parent = trace.setSpan(context.active(), batchSpan);
+  const rows = out.counts.length / 2;
+  let tokens = 0;
+  for (let r = 0; r < rows; r++) tokens += out.counts[r]!;
+  const ran = out.startedAt + out.tokenizeMs;
+  tracer()
+    .startSpan('embeddings tokenize', { startTime: out.startedAt, attributes: { ...attributes, 'maas.inputs': rows, [Attr.inputTokens]: tokens } }, parent)
+    .end(ran);
+  tracer()
+    .startSpan('onnxruntime run', { startTime: ran, attributes: { ...attributes, [Attr.batchSize]: rows, 'maas.sequence_length': out.width, 'maas.output': output, 'maas.runs': out.runs } }, parent)
+    .end(ran + out.runMs);
+  return out;
 }
 
 /** The model host as the engine sees it. */
@@ -150,9 +172,7 @@ function pickOnnxFile(version: LocalVersion): string {
   );
 }
 
-/** The ONNX file's size plus the tokenizer's: a fair estimate of what the version holds in memory. */
-async function estimateBytes(version: LocalVersion, onnxFile: string): Promise<number> {
-  let bytes = 0;
-  for (const f of [onnxFile, 'tokenizer.json']) bytes += (await stat(join(version.dir, f))).size;
-  return bytes;
+/** The ONNX file's size plus the tokenizer's (times the copies held): a fair estimate of what the version holds in memory. */
+async function estimateBytes(version: LocalVersion, onnxFile: string, tokenizers: number): Promise<number> {
+  return (await stat(join(version.dir, onnxFile))).size + tokenizers * (await stat(join(version.dir, 'tokenizer.json'))).size;
 }

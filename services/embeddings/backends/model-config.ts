@@ -1,11 +1,12 @@
-// What a version's files say about pooling and length. The project's own models write `pooling` and
-// `max_length` into config.json; models exported from Hugging Face carry the same facts elsewhere, read as
+// What a version's files say: its tokenizer, and its pooling and length. The project's own models write `pooling`
+// and `max_length` into config.json; models exported from Hugging Face carry the same facts elsewhere, read as
 // fallbacks: sentence-transformers' 1_Pooling/config.json and sentence_bert_config.json, the tokenizer's
 // model_max_length, the transformer's max_position_embeddings.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError } from '../../runtime/errors.js';
+import { TextTokenizer } from '../domain/tokenizer.js';
 import type { Pooling } from '../domain/vectors.js';
 
 export interface EncoderConfig {
@@ -39,6 +40,23 @@ export async function readEncoderConfig(dir: string, name: string): Promise<Enco
   if (positions !== undefined) maxLength = Math.min(maxLength, positions);
 
   return { pooling, maxLength, dimensions: positive(config.dimensions) ?? positive(config.hidden_size) };
+}
+
+/** A version's tokenizer from its folder (tokenizer.json, optional tokenizer_config.json); FAILED_PRECONDITION when it has none or it cannot be read. */
+export async function readTokenizer(dir: string, name: string, version: number, maxLength: number): Promise<TextTokenizer> {
+  const tokenizerPath = join(dir, 'tokenizer.json');
+  if (!existsSync(tokenizerPath)) {
+    throw new FailedPreconditionError(`model "${name}" version ${version} has no tokenizer.json`, [
+      { type: 'FILE', subject: `${name}:${version}`, description: 'an embedding model needs tokenizer.json' },
+    ]);
+  }
+  try {
+    const tokenizerConfigPath = join(dir, 'tokenizer_config.json');
+    const tokenizerConfig = existsSync(tokenizerConfigPath) ? (JSON.parse(await readFile(tokenizerConfigPath, 'utf8')) as object) : {};
+    return new TextTokenizer(JSON.parse(await readFile(tokenizerPath, 'utf8')) as object, tokenizerConfig, maxLength);
+  } catch (err) {
+    throw new FailedPreconditionError(`model "${name}" version ${version}: its tokenizer cannot be loaded: ${(err as Error).message}`);
+  }
 }
 
 async function readJson(path: string): Promise<Record<string, unknown>> {

@@ -1,15 +1,15 @@
 // The embeddings engine: checks a request against the per-request limits, leases the model version it names
-// from the model host, tokenizes (truncating or refusing over-long inputs), queues every input in the
-// version's dynamic batcher (TEI style: inputs are batched one by one, so a request's inputs can share batches
-// with other requests'), and shapes the pooled vectors (dimensions, normalization). No gRPC here.
-import { SpanStatusCode } from '@opentelemetry/api';
+// from the model host, queues every input in the version's dynamic batcher (TEI style: inputs are batched one
+// by one, so a request's inputs can share batches with other requests'; texts queue with estimated token costs
+// and are tokenized where the model runs, off the event loop), refuses over-long inputs when truncation is off,
+// and shapes the pooled vectors (dimensions, normalization). No gRPC here.
 import { lengthBucket } from '../../runtime/batching/dynamic-batcher.js';
 import { InvalidArgumentError, throwIfAborted } from '../../runtime/errors.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
 import { counter } from '../../runtime/telemetry/metrics.js';
-import { annotate, Attr, tracer } from '../../runtime/telemetry/tracing.js';
+import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider } from './model.js';
-import type { Encoded, TokenView, TruncationSide } from './tokenizer.js';
+import type { TokenView, TruncationSide } from './tokenizer.js';
 import { shape } from './vectors.js';
 
 export interface EmbedderLimits {
@@ -92,17 +92,26 @@ export class Embedder {
       if (dims > model.info.dimensions) {
         throw InvalidArgumentError.field('dimensions', `is ${dims}; model "${served.name}" has ${model.info.dimensions} dimensions`);
       }
-      const encoded = this.encodeAll(model, params.inputs, params.truncate, params.side);
       throwIfAborted(signal);
+      const { tokenizer } = model;
       const submitted = await model.batcher.submit(
-        encoded.map((e) => ({ item: e, cost: e.ids.length, key: lengthBucket(e.ids.length) })),
+        params.inputs.map((text) => {
+          const cost = tokenizer.estimate(text);
+          return { item: { text, side: params.side }, cost, key: lengthBucket(cost) };
+        }),
         { signal },
       );
       let inputTokens = 0;
-      const embeddings = submitted.outputs.map((v, index) => {
-        const e = encoded[index]!;
-        inputTokens += e.ids.length;
-        return { values: shape(v, dims, params.normalize), index, tokens: e.ids.length, truncated: e.truncated };
+      const embeddings = submitted.outputs.map((out, index) => {
+        const truncated = out.fullLength > out.tokens;
+        if (truncated && !params.truncate) {
+          throw InvalidArgumentError.field(
+            `inputs[${index}]`,
+            `has ${out.fullLength} tokens; model "${model.name}" reads at most ${model.info.maxLength} (set truncate to cut it)`,
+          );
+        }
+        inputTokens += out.tokens;
+        return { values: shape(out.values, dims, params.normalize), index, tokens: out.tokens, truncated };
       });
       const attrs = { model: served.name, version: String(served.version) };
       this.metrics.inputs.add(embeddings.length, attrs);
@@ -170,31 +179,6 @@ export class Embedder {
         throw InvalidArgumentError.field(`inputs[${i}]`, `has ${text.length} characters; at most ${this.limits.maxInputChars} are allowed`);
       }
     });
-  }
-
-  private encodeAll(model: EmbeddingModel, inputs: string[], truncate: boolean, side: TruncationSide): Encoded[] {
-    const span = tracer().startSpan('embeddings tokenize', {
-      attributes: { [Attr.model]: model.name, [Attr.modelVersion]: model.version, [Attr.executionProvider]: model.executionProvider, 'maas.inputs': inputs.length },
-    });
-    try {
-      const out = inputs.map((text, i) => {
-        const e = model.tokenizer.encode(text, { truncate, side });
-        if (e.truncated && !truncate) {
-          throw InvalidArgumentError.field(
-            `inputs[${i}]`,
-            `has ${e.fullLength} tokens; model "${model.name}" reads at most ${model.info.maxLength} (set truncate to cut it)`,
-          );
-        }
-        return e;
-      });
-      span.setAttribute(Attr.inputTokens, out.reduce((s, e) => s + e.ids.length, 0));
-      return out;
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-      throw err;
-    } finally {
-      span.end();
-    }
   }
 }
 

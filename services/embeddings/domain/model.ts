@@ -1,7 +1,7 @@
 // What the engine needs of a loaded model version, and of whatever holds the loaded versions (the model host).
 import type { DynamicBatcher } from '../../runtime/batching/dynamic-batcher.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
-import type { Encoded, TextTokenizer } from './tokenizer.js';
+import type { TextTokenizer, TruncationSide } from './tokenizer.js';
 import type { Pooling } from './vectors.js';
 
 export interface EmbeddingModelInfo {
@@ -15,6 +15,21 @@ export interface EmbeddingModelInfo {
   vocabSize: number;
 }
 
+/** One input as it queues: its text, and the end to cut when it is too long. */
+export interface TextRow {
+  text: string;
+  side: TruncationSide;
+}
+
+/** What the batcher answers for an input: its pooled (not yet normalized) vector and its token counts. */
+export interface EncodedRow {
+  values: Float32Array;
+  /** Tokens it ran with, special tokens included (at most the model's maximum length). */
+  tokens: number;
+  /** Tokens before truncation. */
+  fullLength: number;
+}
+
 /** A loaded version: its tokenizer, and the batcher in front of its onnxruntime session. */
 export interface EmbeddingModel {
   name: string;
@@ -22,8 +37,11 @@ export interface EmbeddingModel {
   executionProvider: string;
   info: EmbeddingModelInfo;
   tokenizer: TextTokenizer;
-  /** Takes encoded inputs, answers one pooled (not yet normalized) vector each. */
-  batcher: DynamicBatcher<Encoded, Float32Array>;
+  /**
+   * Takes texts, queued with estimated token costs (TextTokenizer.estimate), and tokenizes and runs them where
+   * the session runs.
+   */
+  batcher: DynamicBatcher<TextRow, EncodedRow>;
 }
 
 /** A loaded version as listed: the model plus the host's bookkeeping. */

@@ -1,0 +1,81 @@
+// Texts to pooled vectors, where the model runs (on the version's encoder thread, or on the event loop): a
+// batch's texts are tokenized here, each cut to the model's maximum length from the end its row names, and run
+// through the OnnxEncoder. The batcher forms batches from estimated lengths (texts are not tokenized before
+// they queue, which kept the event loop busy), so here a batch whose padded tokens would exceed the cap runs
+// in more than one piece: no onnxruntime run ever holds more than maxBatchTokens.
+import type { TextRow } from '../domain/model.js';
+import type { TextTokenizer } from '../domain/tokenizer.js';
+import type { EncoderRow, OnnxEncoder } from './onnx-encoder.js';
+
+/** A batch's answer, in flat arrays that cross between threads as they are. */
+export interface EncodedBatch {
+  /** Row after row, `dimensions` values each: pooled, not normalized. */
+  values: Float32Array;
+  /** Per row r: at r the tokens it ran with (after truncation), at rows + r its tokens before truncation. */
+  counts: Int32Array;
+  /** Epoch milliseconds when tokenizing began (comparable across threads). */
+  startedAt: number;
+  tokenizeMs: number;
+  runMs: number;
+  /** Padded sequence length of the widest run. */
+  width: number;
+  /** onnxruntime runs the batch took (more than one when it was over the token cap). */
+  runs: number;
+}
+
+/** Epoch milliseconds: a worker thread's performance clock has an origin of its own. */
+const now = () => performance.timeOrigin + performance.now();
+
+export class TokenizingEncoder {
+  constructor(
+    private readonly tokenizer: TextTokenizer,
+    private readonly encoder: OnnxEncoder,
+    readonly dimensions: number,
+    /** Most padded tokens (longest row × rows) in one onnxruntime run. */
+    private readonly maxBatchTokens: number,
+  ) {}
+
+  async run(rows: readonly TextRow[]): Promise<EncodedBatch> {
+    const startedAt = now();
+    const n = rows.length;
+    const counts = new Int32Array(2 * n);
+    const encoded: EncoderRow[] = new Array(n);
+    for (let r = 0; r < n; r++) {
+      const e = this.tokenizer.encode(rows[r]!.text, { truncate: true, side: rows[r]!.side });
+      encoded[r] = e;
+      counts[r] = e.ids.length;
+      counts[n + r] = e.fullLength;
+    }
+    const ran = now();
+    const values = new Float32Array(n * this.dimensions);
+    let width = 0;
+    let runs = 0;
+    for (const [start, end] of pieces(counts.subarray(0, n), this.maxBatchTokens)) {
+      const vectors = await this.encoder.run(start === 0 && end === n ? encoded : encoded.slice(start, end));
+      for (let r = start; r < end; r++) {
+        const v = vectors[r - start]!;
+        values.set(v, r * this.dimensions);
+        if (counts[r]! > width) width = counts[r]!;
+      }
+      runs++;
+    }
+    return { values, counts, startedAt, tokenizeMs: ran - startedAt, runMs: now() - ran, width, runs };
+  }
+}
+
+/** Consecutive [start, end) ranges of rows whose padded size (longest × count) stays within cap. */
+export function pieces(lengths: ArrayLike<number>, cap: number): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  let widest = 0;
+  for (let r = 0; r < lengths.length; r++) {
+    const w = Math.max(widest, lengths[r]!);
+    if (r > start && w * (r - start + 1) > cap) {
+      out.push([start, r]);
+      start = r;
+      widest = lengths[r]!;
+    } else widest = w;
+  }
+  if (lengths.length > start) out.push([start, lengths.length]);
+  return out;
+}
