@@ -9,6 +9,7 @@ import {
   type EmbedResponse,
   type EmbedStreamRequest,
   type EmbedStreamResponse,
+  type Embedding,
   type EmbeddingServiceService,
   type ModelInfo,
 } from '../../gen/maas/embeddings/v1/embeddings.js';
@@ -116,8 +117,9 @@ function side(d: TruncationDirection): TruncationSide {
 
 function toEmbedResponse(r: EmbedResult): EmbedResponse {
   return {
-    // Float32Arrays go to the encoder as they are (it only iterates them): no copy into number[].
-    embeddings: r.embeddings.map((e) => ({ values: e.values as unknown as number[], index: e.index, tokens: e.tokens, truncated: e.truncated })),
+    // The engine's embeddings have the message's fields; their Float32Arrays go to the encoder as they are (it
+    // only reads them as floats): no copy into number[], and no copy of the objects (one per input).
+    embeddings: r.embeddings satisfies { values: ArrayLike<number>; index: number; tokens: number; truncated: boolean }[] as unknown as Embedding[],
     dimensions: r.dimensions,
     usage: { inputTokens: r.inputTokens, outputTokens: 0, totalTokens: r.inputTokens },
     model: r.served,

@@ -71,7 +71,7 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
       maxQueueSize: b.maxQueueSize,
       concurrency: b.concurrency,
       attributes,
-      run: async (items, info) => rowsOf(recordSpans(info.span, attributes, encoder.output, await encoder.run(items))),
+      run: async (items, info) => rowsOf(items, recordSpans(info.span, attributes, encoder.output, await encoder.run(items))),
     });
     const model: EmbeddingModel = {
       name: version.name,
@@ -118,12 +118,15 @@ async function openEncoder(init: Omit<EncoderInit, 'settings'>, tokenizer: TextT
   return { executionProvider, dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, run: (rows) => encoding.run(rows), close: release };
 }
 
-/** One output per row for the batcher: a view of the batch's vectors, and the row's token counts. */
-function rowsOf({ values, counts }: EncodedBatch): EncodedRow[] {
-  const rows = counts.length / 2;
+/** One output per row for the batcher: a view of its vector (as many values as it keeps), and its token counts. */
+function rowsOf(items: readonly TextRow[], { values, counts }: EncodedBatch): EncodedRow[] {
+  const rows = items.length;
   const width = values.length / rows;
   const out: EncodedRow[] = new Array(rows);
-  for (let r = 0; r < rows; r++) out[r] = { values: values.subarray(r * width, (r + 1) * width), tokens: counts[r]!, fullLength: counts[rows + r]! };
+  for (let r = 0; r < rows; r++) {
+    const at = r * width;
+    out[r] = { values: values.subarray(at, at + (items[r]!.shape.dimensions || width)), tokens: counts[r]!, fullLength: counts[rows + r]! };
+  }
   return out;
 }
 

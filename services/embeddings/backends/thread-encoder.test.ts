@@ -11,7 +11,8 @@ import { TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
 
 const session = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
 const TEXTS = ['A short one.', 'The river rose in the night and the town slept on, unaware of the water at its doors.', 'Prices fell.', 'x'];
-const ROWS = TEXTS.map((text, i) => ({ text, side: i === 1 ? ('left' as const) : ('right' as const) }));
+// Rows as requests shape them: one cut from the left, some normalized, one keeping its first 8 dimensions.
+const ROWS = TEXTS.map((text, i) => ({ text, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: i === 2 ? 8 : 0, normalize: i !== 3 } }));
 const MAX_LENGTH = 12;
 
 let folder: ModelFolder;
@@ -39,10 +40,12 @@ function init(model: string, extra: { executionProviders?: string[]; pooling?: '
 const plain = (b: EncodedBatch) => ({ values: Array.from(b.values), counts: Array.from(b.counts), width: b.width, runs: b.runs });
 
 describe('packTexts / unpackTexts', () => {
-  it('carries every row’s text and the end to cut it from', () => {
+  it('carries every row’s text and shape', () => {
     const packed = packTexts(ROWS);
-    expect(packed.left.buffer.byteLength).toBe(ROWS.length);
+    expect(packed.rows.buffer.byteLength).toBe(3 * 4 * ROWS.length);
     expect(unpackTexts(structuredClone(packed))).toEqual(ROWS);
+    const odd = [{ text: '', shape: { side: 'right' as const, dimensions: 0, normalize: false } }, { text: 'é 日本', shape: { side: 'left' as const, dimensions: 3, normalize: true } }];
+    expect(unpackTexts(structuredClone(packTexts(odd)))).toEqual(odd);
   });
 });
 

@@ -31,7 +31,7 @@ describe('TokenizingEncoder', () => {
     const dir = join(folder.root, model, '1');
     const tokenizer = new TextTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as object, {}, 10);
     const texts = ['cat', 'The quick brown fox jumps over the lazy dog near the river bank.', 'hello world', 'Where is the train station?', 'rain'];
-    const rows = texts.map((text, i) => ({ text, side: i === 1 ? ('left' as const) : ('right' as const) }));
+    const rows = texts.map((text, i) => ({ text, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: 0, normalize: false } }));
     const { session: s } = await createOnnxSession(join(dir, 'model.onnx'), session);
     try {
       const encoder = new OnnxEncoder(s, { name: model, version: 1, pooling: 'mean', padId: tokenizer.padId });
@@ -46,11 +46,16 @@ describe('TokenizingEncoder', () => {
       for (let i = 0; i < whole.values.length; i++) expect(Math.abs(split.values[i]! - whole.values[i]!)).toBeLessThan(1e-6);
       // Each row: what encode gives alone, truncated at 10 tokens, and its length before.
       for (const [r, row] of rows.entries()) {
-        const e = tokenizer.encode(row.text, { truncate: true, side: row.side });
+        const e = tokenizer.encode(row.text, { truncate: true, side: row.shape.side });
         expect([whole.counts[r], whole.counts[rows.length + r]]).toEqual([e.ids.length, e.fullLength]);
         const [alone] = await encoder.run([e]);
         for (let d = 0; d < dimensions; d++) expect(Math.abs(whole.values[r * dimensions + d]! - alone![d]!)).toBeLessThan(1e-5);
       }
+      // Shaped as the row asks: the first 7 values, at unit length.
+      const shaped = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run([{ text: texts[0]!, shape: { side: 'right', dimensions: 7, normalize: true } }]);
+      const first = Array.from(whole.values.subarray(0, 7));
+      const norm = Math.hypot(...first);
+      for (let d = 0; d < 7; d++) expect(Math.abs(shaped.values[d]! - first[d]! / norm)).toBeLessThan(1e-6);
       expect(whole.counts[1]).toBe(10);
       expect(whole.counts[rows.length + 1]).toBeGreaterThan(10);
       expect(whole.width).toBe(10);

@@ -1,15 +1,20 @@
-// Texts to pooled vectors, where the model runs (on the version's encoder thread, or on the event loop): a
-// batch's texts are tokenized here, each cut to the model's maximum length from the end its row names, and run
-// through the OnnxEncoder. The batcher forms batches from estimated lengths (texts are not tokenized before
-// they queue, which kept the event loop busy), so here a batch whose padded tokens would exceed the cap runs
-// in more than one piece: no onnxruntime run ever holds more than maxBatchTokens.
+// Texts to the vectors their requests asked for, where the model runs (on the version's encoder thread, or on
+// the event loop): a batch's texts are tokenized here, each cut to the model's maximum length from the end its
+// row names, run through the OnnxEncoder, and each pooled vector shaped as its row asks (first N dimensions,
+// unit length). The batcher forms batches from estimated lengths (texts are not tokenized before they queue,
+// which kept the event loop busy), so a batch whose padded tokens would exceed the cap runs here in more than
+// one piece: no onnxruntime run ever holds more than maxBatchTokens.
 import type { TextRow } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
+import { shape } from '../domain/vectors.js';
 import type { EncoderRow, OnnxEncoder } from './onnx-encoder.js';
 
 /** A batch's answer, in flat arrays that cross between threads as they are. */
 export interface EncodedBatch {
-  /** Row after row, `dimensions` values each: pooled, not normalized. */
+  /**
+   * Row after row, `dimensions` values each: the row's vector is the first of them (as many as its shape
+   * keeps), shaped.
+   */
   values: Float32Array;
   /** Per row r: at r the tokens it ran with (after truncation), at rows + r its tokens before truncation. */
   counts: Int32Array;
@@ -41,7 +46,7 @@ export class TokenizingEncoder {
     const counts = new Int32Array(2 * n);
     const encoded: EncoderRow[] = new Array(n);
     for (let r = 0; r < n; r++) {
-      const e = this.tokenizer.encode(rows[r]!.text, { truncate: true, side: rows[r]!.side });
+      const e = this.tokenizer.encode(rows[r]!.text, { truncate: true, side: rows[r]!.shape.side });
       encoded[r] = e;
       counts[r] = e.ids.length;
       counts[n + r] = e.fullLength;
@@ -53,8 +58,10 @@ export class TokenizingEncoder {
     for (const [start, end] of pieces(counts.subarray(0, n), this.maxBatchTokens)) {
       const vectors = await this.encoder.run(start === 0 && end === n ? encoded : encoded.slice(start, end));
       for (let r = start; r < end; r++) {
-        const v = vectors[r - start]!;
-        values.set(v, r * this.dimensions);
+        const at = r * this.dimensions;
+        values.set(vectors[r - start]!, at);
+        const { dimensions, normalize } = rows[r]!.shape;
+        shape(values.subarray(at, at + this.dimensions), dimensions || this.dimensions, normalize);
         if (counts[r]! > width) width = counts[r]!;
       }
       runs++;

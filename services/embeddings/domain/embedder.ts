@@ -2,7 +2,8 @@
 // from the model host, queues every input in the version's dynamic batcher (TEI style: inputs are batched one
 // by one, so a request's inputs can share batches with other requests'; texts queue with estimated token costs
 // and are tokenized where the model runs, off the event loop), refuses over-long inputs when truncation is off,
-// and shapes the pooled vectors (dimensions, normalization). No gRPC here.
+// and answers the vectors as the request shaped them (dimensions, normalization: done where the model runs).
+// No gRPC here.
 import { lengthBucket } from '../../runtime/batching/dynamic-batcher.js';
 import { InvalidArgumentError, throwIfAborted } from '../../runtime/errors.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
@@ -10,7 +11,6 @@ import { counter } from '../../runtime/telemetry/metrics.js';
 import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider } from './model.js';
 import type { TokenView, TruncationSide } from './tokenizer.js';
-import { shape } from './vectors.js';
 
 export interface EmbedderLimits {
   /** Most texts in one request. */
@@ -94,10 +94,11 @@ export class Embedder {
       }
       throwIfAborted(signal);
       const { tokenizer } = model;
+      const rowShape = { side: params.side, dimensions: dims, normalize: params.normalize };
       const submitted = await model.batcher.submit(
         params.inputs.map((text) => {
           const cost = tokenizer.estimate(text);
-          return { item: { text, side: params.side }, cost, key: lengthBucket(cost) };
+          return { item: { text, shape: rowShape }, cost, key: lengthBucket(cost) };
         }),
         { signal },
       );
@@ -111,7 +112,7 @@ export class Embedder {
           );
         }
         inputTokens += out.tokens;
-        return { values: shape(out.values, dims, params.normalize), index, tokens: out.tokens, truncated };
+        return { values: out.values, index, tokens: out.tokens, truncated };
       });
       const attrs = { model: served.name, version: String(served.version) };
       this.metrics.inputs.add(embeddings.length, attrs);

@@ -15,13 +15,23 @@ export interface EmbeddingModelInfo {
   vocabSize: number;
 }
 
-/** One input as it queues: its text, and the end to cut when it is too long. */
-export interface TextRow {
-  text: string;
+/** What a request asks of each of its inputs' vectors (one object per request, shared by its rows). */
+export interface RowShape {
+  /** The end to cut an input from when it is too long. */
   side: TruncationSide;
+  /** Keep the first this many values (0: all of them). */
+  dimensions: number;
+  /** Scale the kept values to unit length. */
+  normalize: boolean;
 }
 
-/** What the batcher answers for an input: its pooled (not yet normalized) vector and its token counts. */
+/** One input as it queues: its text, and how its request wants it cut and its vector shaped. */
+export interface TextRow {
+  text: string;
+  shape: RowShape;
+}
+
+/** What the batcher answers for an input: its vector, shaped as its row asked, and its token counts. */
 export interface EncodedRow {
   values: Float32Array;
   /** Tokens it ran with, special tokens included (at most the model's maximum length). */
@@ -38,8 +48,8 @@ export interface EmbeddingModel {
   info: EmbeddingModelInfo;
   tokenizer: TextTokenizer;
   /**
-   * Takes texts, queued with estimated token costs (TextTokenizer.estimate), and tokenizes and runs them where
-   * the session runs.
+   * Takes texts, queued with estimated token costs (TextTokenizer.estimate); tokenizes, runs and shapes them
+   * where the session runs.
    */
   batcher: DynamicBatcher<TextRow, EncodedRow>;
 }
