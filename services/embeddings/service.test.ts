@@ -211,6 +211,50 @@ describe('Embed', () => {
     expect(s.badRequest?.fieldViolations[0]?.field).toBe('dimensions');
   });
 
+  it('shapes and cuts each input as its own request asks when requests share a batch', async () => {
+    // Texts are tokenized and vectors shaped where the batch runs: four requests with different options, made
+    // to meet in one batch, each get what they would get alone.
+    const { client, service } = await start({ MAAS_EMBEDDINGS_MAX_QUEUE_DELAY_MS: '300' });
+    const model = { name: 'bert-cls' };
+    const long = 'the cat dog sat on mat rug table chair house car train station city park tree river sea sky sun moon rain storm snow';
+    const requests: Partial<EmbedRequest>[] = [
+      { model, inputs: [long, 'rain'], truncate: true, truncationDirection: TruncationDirection.TRUNCATION_DIRECTION_LEFT },
+      { model, inputs: ['the cat sat', long], truncate: true, dimensions: 5 },
+      { model, inputs: ['hello world'], normalize: false, dimensions: 7 },
+      { model, inputs: ['where is the train station'], normalize: false },
+    ];
+    const together = await Promise.all(requests.map((r) => embed(client, r)));
+    const batcher = await batcherOf(service, 'bert-cls');
+    expect(batcher.stats().lastBatchSize).toBe(6);
+    for (const [i, r] of requests.entries()) {
+      const alone = await embed(client, r);
+      expect(batcher.stats().lastBatchSize).toBe(r.inputs!.length);
+      expect(together[i]!.embeddings.map((e) => [e.values.length, e.tokens, e.truncated])).toEqual(alone.embeddings.map((e) => [e.values.length, e.tokens, e.truncated]));
+      together[i]!.embeddings.forEach((e, j) => expectClose(e.values, alone.embeddings[j]!.values));
+    }
+    expect(together[1]!.embeddings[1]).toMatchObject({ tokens: 24, truncated: true });
+    expect(norm(together[1]!.embeddings[0]!.values)).toBeCloseTo(1, 5);
+    expect(norm(together[2]!.embeddings[0]!.values)).not.toBeCloseTo(1, 2);
+  });
+
+  it('answers the same with the tokenizer and session on the event loop (MAAS_EMBEDDINGS_ENCODER_THREAD=false)', async () => {
+    const threaded = await start();
+    const inline = await start({ MAAS_EMBEDDINGS_ENCODER_THREAD: 'false' });
+    const long = 'a b c d e f g h i j k l m n o p q r s t u v w x y z';
+    for (const req of [
+      { inputs: MIXED },
+      { model: { name: 'bert-mean' }, inputs: [...MIXED, long], truncate: true, dimensions: 9 },
+      { model: { name: 'bert-last-token' }, inputs: MIXED, normalize: false, truncate: true, truncationDirection: TruncationDirection.TRUNCATION_DIRECTION_LEFT },
+    ] satisfies Partial<EmbedRequest>[]) {
+      const [a, b] = await Promise.all([embed(threaded.client, req), embed(inline.client, req)]);
+      expect(b.embeddings.map((e) => [e.index, e.tokens, e.truncated])).toEqual(a.embeddings.map((e) => [e.index, e.tokens, e.truncated]));
+      b.embeddings.forEach((e, i) => expectClose(e.values, a.embeddings[i]!.values));
+    }
+    const s = await failure(embed(inline.client, { model: { name: 'bert-cls' }, inputs: ['short', long] }));
+    expect(s.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(s.badRequest?.fieldViolations[0]?.field).toBe('inputs[1]');
+  });
+
   it('scores similar sentences above unrelated ones on the default model', async () => {
     const { client } = await start();
     const triples = [
