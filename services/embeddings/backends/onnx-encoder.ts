@@ -4,10 +4,8 @@
 // hidden], pooled here: mean, CLS or last token).
 import { endianness } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { SpanStatusCode } from '@opentelemetry/api';
 import { FailedPreconditionError } from '../../runtime/errors.js';
 import { createOnnxSession, type SessionLog, type SessionSettings } from '../../runtime/models/onnx-session.js';
-import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
 import { poolRow, type Pooling } from '../domain/vectors.js';
 
 const POOLED_OUTPUTS = ['sentence_embedding', 'sentence_embeddings', 'pooler_output_normalized'];
@@ -23,7 +21,7 @@ export interface EncoderOptions {
 
 type IdArray = BigInt64Array | Int32Array;
 
-/** What a batch row needs to carry: an Encoded, or its ids as they crossed to a worker thread. */
+/** What a batch row needs to carry: its token ids (an Encoded). */
 export interface EncoderRow {
   ids: ArrayLike<number>;
   /** Aligned with ids; missing entries (as in an empty array) are 0. */
@@ -146,21 +144,6 @@ function widest(batch: readonly EncoderRow[]): number {
   let width = 1;
   for (const e of batch) if (e.ids.length > width) width = e.ids.length;
   return width;
-}
-
-/** Runs `run` on `batch` inside an "onnxruntime run" span, wherever the encoder runs. */
-export async function tracedRun<T>(attributes: Record<string, string | number>, output: string, batch: readonly EncoderRow[], run: () => Promise<T>): Promise<T> {
-  const span = tracer().startSpan('onnxruntime run', {
-    attributes: { ...attributes, [Attr.batchSize]: batch.length, 'maas.sequence_length': widest(batch), 'maas.output': output },
-  });
-  try {
-    return await run();
-  } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-    throw err;
-  } finally {
-    span.end();
-  }
 }
 
 function fill(data: IdArray, batch: readonly EncoderRow[], width: number, input: string, padId: number): void {
