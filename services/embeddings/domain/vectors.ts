@@ -33,11 +33,15 @@ export function poolRow(
   return out;
 }
 
-/** Scales v to unit L2 length in place (a zero vector stays zero). */
+/**
+ * Scales v to unit L2 length in place (a zero vector stays zero). A vector already of unit length to within a
+ * millionth, as models that normalize in their graph answer, is left as it is: scaling it would only move its
+ * last bits, at the cost of a second pass.
+ */
 export function normalizeInPlace(v: Float32Array): Float32Array {
   let sum = 0;
   for (let i = 0; i < v.length; i++) sum += v[i]! * v[i]!;
-  if (sum > 0) {
+  if (sum > 0 && Math.abs(sum - 1) > 1e-6) {
     const scale = 1 / Math.sqrt(sum);
     for (let i = 0; i < v.length; i++) v[i]! *= scale;
   }
