@@ -31,6 +31,15 @@ describe('shape', () => {
     expect([...shape(new Float32Array([3, 4, 12]), 3, false)]).toEqual([3, 4, 12]);
     expect([...normalizeInPlace(new Float32Array([0, 0]))]).toEqual([0, 0]);
   });
+
+  it('scales a vector to unit length, and leaves one already of unit length untouched', () => {
+    const unit = new Float32Array([0.6, 0.8, 0]);
+    const before = [...unit];
+    expect([...normalizeInPlace(unit)]).toEqual(before);
+    const almost = new Float32Array([0.6, 0.8001, 0]);
+    const n = Math.hypot(...almost);
+    expect([...normalizeInPlace(almost)]).toEqual([...Float32Array.from([Math.fround(0.6) / n, Math.fround(0.8001) / n, 0])]);
+  });
 });
 
 describe('cosine', () => {
