@@ -68,11 +68,16 @@ export async function startEchoReplica(port = 0): Promise<{ server: MeshServer; 
   const definition = EchoClient.service as unknown as Record<string, never>;
   const sleep = (ms: number, signal: AbortSignal) =>
     new Promise<void>((resolve, reject) => {
-      const t = setTimeout(resolve, ms);
-      signal.addEventListener('abort', () => {
+      // The listener goes when the sleep ends: a Count stream sleeps once per message on the same signal.
+      const onAbort = () => {
         clearTimeout(t);
         reject(signal.reason);
-      });
+      };
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   const server = new MeshServer({
     component: 'echo',
