@@ -1,6 +1,7 @@
 // The embeddings service's ModelLoader for the model host: from a version's folder (model.onnx, tokenizer.json,
-// optional tokenizer_config.json and config.json) to an onnxruntime session behind its own dynamic batcher.
-// Also the adapter that shows the host to the engine as a ModelProvider.
+// optional tokenizer_config.json and config.json) to a tokenizer and an onnxruntime session (on a worker thread
+// of their own by default) behind the version's own dynamic batcher, which queues texts. Also the adapter that
+// shows the host to the engine as a ModelProvider.
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
