@@ -5,7 +5,7 @@
 // and answers the vectors as the request shaped them (dimensions, normalization: done where the model runs).
 // No gRPC here.
 import { lengthBucket } from '../../runtime/batching/dynamic-batcher.js';
-import { InvalidArgumentError, throwIfAborted } from '../../runtime/errors.js';
+import { InvalidArgumentError } from '../../runtime/errors.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
 import { counter } from '../../runtime/telemetry/metrics.js';
 import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
@@ -92,7 +92,6 @@ export class Embedder {
       if (dims > model.info.dimensions) {
         throw InvalidArgumentError.field('dimensions', `is ${dims}; model "${served.name}" has ${model.info.dimensions} dimensions`);
       }
-      throwIfAborted(signal);
       const { tokenizer } = model;
       const rowShape = { side: params.side, dimensions: dims, normalize: params.normalize };
       const submitted = await model.batcher.submit(
