@@ -3,20 +3,17 @@
 import { collectingLog } from '../../runtime/models/onnx-session.js';
 import { serveCalls } from '../../runtime/workers/worker-calls.js';
 import { readTokenizer } from './model-config.js';
-import { openOnnxEncoder } from './onnx-encoder.js';
-import type { EncoderInfo, EncoderInit, TextBatch } from './thread-encoder.js';
-import { unpackTexts } from './thread-encoder.js';
-import { TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
+import { unpackTexts, type EncoderInfo, type EncoderInit, type TextBatch } from './thread-encoder.js';
+import { openTokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
 
 await serveCalls<EncoderInit, EncoderInfo, TextBatch, EncodedBatch>({
   async open(init) {
     const log = collectingLog();
     const { name, version } = init.options;
     const tokenizer = await readTokenizer(init.dir, name, version, init.maxLength);
-    const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(init.file, init.settings, init.options, log);
-    const encoding = new TokenizingEncoder(tokenizer, encoder, dimensions, init.maxBatchTokens);
+    const { encoding, release, ...facts } = await openTokenizingEncoder(tokenizer, init, log);
     return {
-      info: { dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, executionProvider, warnings: log.warnings },
+      info: { ...facts, warnings: log.warnings },
       handle: (batch) => encoding.run(unpackTexts(batch)),
       transfer: (out) => [out.values.buffer as ArrayBuffer, out.counts.buffer as ArrayBuffer],
       close: release,

@@ -16,9 +16,8 @@ import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, EncodedRow, ModelProvider, TextRow } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
 import { readEncoderConfig, readTokenizer } from './model-config.js';
-import { openOnnxEncoder } from './onnx-encoder.js';
 import { ThreadEncoder, type EncoderInit } from './thread-encoder.js';
-import { TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
+import { openTokenizingEncoder, type EncodedBatch, type EncoderFacts } from './tokenizing-encoder.js';
 
 export interface BatchingSettings {
   maxBatchSize: number;
@@ -103,20 +102,15 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
 }
 
 /** What the loader needs of an encoder, on the event loop or on a thread of its own. */
-interface OpenEncoder {
-  executionProvider: string;
-  dimensions: number;
-  output: string;
-  pooledByModel: boolean;
+interface OpenEncoder extends EncoderFacts {
   run(rows: readonly TextRow[]): Promise<EncodedBatch>;
   close(): Promise<void>;
 }
 
 async function openEncoder(init: Omit<EncoderInit, 'settings'>, tokenizer: TextTokenizer, settings: BackendSettings): Promise<OpenEncoder> {
   if (settings.encoderThread) return ThreadEncoder.create({ ...init, settings: settings.session }, settings.log);
-  const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(init.file, settings.session, init.options, settings.log);
-  const encoding = new TokenizingEncoder(tokenizer, encoder, dimensions, init.maxBatchTokens);
-  return { executionProvider, dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, run: (rows) => encoding.run(rows), close: release };
+  const { encoding, release, ...facts } = await openTokenizingEncoder(tokenizer, { ...init, settings: settings.session }, settings.log);
+  return { ...facts, run: (rows) => encoding.run(rows), close: release };
 }
 
 /** One output per row for the batcher: a view of its vector (as many values as it keeps), and its token counts. */

@@ -12,7 +12,7 @@ import { replayWarnings, type SessionLog, type SessionSettings, type SessionWarn
 import { WorkerCalls } from '../../runtime/workers/worker-calls.js';
 import type { EncoderOptions } from './onnx-encoder.js';
 import type { TextRow } from '../domain/model.js';
-import type { EncodedBatch } from './tokenizing-encoder.js';
+import type { EncodedBatch, EncoderFacts } from './tokenizing-encoder.js';
 
 /** What the worker is started with. */
 export interface EncoderInit {
@@ -27,11 +27,7 @@ export interface EncoderInit {
 }
 
 /** What the worker says when its encoder is ready. */
-export interface EncoderInfo {
-  dimensions: number;
-  output: string;
-  pooledByModel: boolean;
-  executionProvider: string;
+export interface EncoderInfo extends EncoderFacts {
   /** What creating the session warned about (providers that failed, the fallback), for the main thread's log. */
   warnings: SessionWarning[];
 }
@@ -78,7 +74,7 @@ export function unpackTexts({ text, rows: meta }: TextBatch): TextRow[] {
   return out;
 }
 
-export class ThreadEncoder {
+export class ThreadEncoder implements EncoderFacts {
   readonly dimensions: number;
   readonly output: string;
   readonly pooledByModel: boolean;

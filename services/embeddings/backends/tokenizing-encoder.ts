@@ -4,10 +4,19 @@
 // unit length). The batcher forms batches from estimated lengths (texts are not tokenized before they queue,
 // which kept the event loop busy), so a batch whose padded tokens would exceed the cap runs here in more than
 // one piece: no onnxruntime run ever holds more than maxBatchTokens.
+import type { SessionLog, SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { TextRow } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
 import { shape } from '../domain/vectors.js';
-import type { EncoderRow, OnnxEncoder } from './onnx-encoder.js';
+import { openOnnxEncoder, type EncoderOptions, type EncoderRow, type OnnxEncoder } from './onnx-encoder.js';
+
+/** What an opened encoder is, wherever it runs. */
+export interface EncoderFacts {
+  dimensions: number;
+  output: string;
+  pooledByModel: boolean;
+  executionProvider: string;
+}
 
 /** A batch's answer, in flat arrays that cross between threads as they are. */
 export interface EncodedBatch {
@@ -68,6 +77,20 @@ export class TokenizingEncoder {
     }
     return { values, counts, startedAt, tokenizeMs: ran - startedAt, runMs: now() - ran, width, runs };
   }
+}
+
+/**
+ * Opens the model file's session (openOnnxEncoder) on the calling thread, with the tokenizer in front of it:
+ * what the encoder thread serves, and what the event loop runs when there is no thread.
+ */
+export async function openTokenizingEncoder(
+  tokenizer: TextTokenizer,
+  init: { file: string; settings: SessionSettings; options: EncoderOptions; maxBatchTokens: number },
+  log?: SessionLog,
+): Promise<EncoderFacts & { encoding: TokenizingEncoder; release(): Promise<void> }> {
+  const { encoder, executionProvider, dimensions, release } = await openOnnxEncoder(init.file, init.settings, init.options, log);
+  const encoding = new TokenizingEncoder(tokenizer, encoder, dimensions, init.maxBatchTokens);
+  return { encoding, dimensions, output: encoder.output, pooledByModel: encoder.pooledByModel, executionProvider, release };
 }
 
 /** Consecutive [start, end) ranges of rows whose padded size (longest × count) stays within cap. */
