@@ -92,6 +92,8 @@ const MIXED = [
   'Where is the train station?',
 ];
 
+const LONG = 'a b c d e f g h i j k l m n o p q r s t u v w x y z';
+
 describe('Embed', () => {
   it.each(['glove-100d', 'bert-mean', 'bert-cls', 'bert-last-token'])('returns the same vectors batched as one at a time for inputs of mixed lengths (%s)', async (model) => {
     const { client, service } = await start();
@@ -104,6 +106,22 @@ describe('Embed', () => {
       expect(batcher.stats().lastBatchSize).toBe(1);
       expectClose(together.embeddings[i]!.values, alone.embeddings[0]!.values);
     }
+  });
+
+  it('answers a request of many inputs of mixed lengths, queued as several runs, each input in its place', async () => {
+    const { client, service } = await start();
+    const alone = await Promise.all(MIXED.map(async (text) => (await embed(client, { model: { name: 'bert-mean' }, inputs: [text], truncate: true })).embeddings[0]!));
+    // 150 inputs: more than one run of 64, and runs cut where the lengths change.
+    const inputs = Array.from({ length: 150 }, (_, i) => MIXED[(i * 3) % MIXED.length]!);
+    const together = await embed(client, { model: { name: 'bert-mean' }, inputs, truncate: true });
+    expect(together.embeddings.map((e) => e.index)).toEqual(inputs.map((_, i) => i));
+    for (const [i, e] of together.embeddings.entries()) {
+      const expected = alone[(i * 3) % MIXED.length]!;
+      expectClose(e.values, expected.values);
+      expect([e.tokens, e.truncated]).toEqual([expected.tokens, expected.truncated]);
+    }
+    expect(together.usage?.inputTokens).toBe(together.embeddings.reduce((s, e) => s + e.tokens, 0));
+    expect((await batcherOf(service, 'bert-mean')).stats().submitted).toBe(MIXED.length + inputs.length);
   });
 
   it('answers with one unit-length vector per input, usage, the served model and timings', async () => {
@@ -192,6 +210,9 @@ describe('Embed', () => {
     expect(s.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(s.badRequest?.fieldViolations[0]?.field).toBe('inputs[1]');
     expect(s.message).toContain('24');
+    // The first over-long input is named, past the first run of the request's inputs too.
+    const later = await failure(embed(client, { model: { name: 'bert-cls' }, inputs: [...Array.from({ length: 70 }, () => 'short'), 'x', LONG, LONG] }));
+    expect(later.badRequest?.fieldViolations[0]?.field).toBe('inputs[71]');
   });
 
   it('keeps the first N dimensions and renormalizes them', async () => {

@@ -3,8 +3,8 @@
 import { collectingLog } from '../../runtime/models/onnx-session.js';
 import { serveCalls } from '../../runtime/workers/worker-calls.js';
 import { readTokenizer } from './model-config.js';
-import { unpackTexts, type EncoderInfo, type EncoderInit, type TextBatch } from './thread-encoder.js';
-import { openTokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
+import type { EncoderInfo, EncoderInit } from './thread-encoder.js';
+import { openTokenizingEncoder, type EncodedBatch, type TextBatch } from './tokenizing-encoder.js';
 
 await serveCalls<EncoderInit, EncoderInfo, TextBatch, EncodedBatch>({
   async open(init) {
@@ -14,7 +14,7 @@ await serveCalls<EncoderInit, EncoderInfo, TextBatch, EncodedBatch>({
     const { encoding, release, ...facts } = await openTokenizingEncoder(tokenizer, init, log);
     return {
       info: { ...facts, warnings: log.warnings },
-      handle: (batch) => encoding.run(unpackTexts(batch)),
+      handle: (batch) => encoding.run(batch),
       transfer: (out) => [out.values.buffer as ArrayBuffer, out.counts.buffer as ArrayBuffer],
       close: release,
     };

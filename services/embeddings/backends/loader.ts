@@ -13,11 +13,11 @@ import type { ModelHost } from '../../runtime/models/model-host.js';
 import type { SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { LocalVersion, ModelLoader } from '../../runtime/models/types.js';
 import { Attr, tracer } from '../../runtime/telemetry/tracing.js';
-import type { EmbeddingModel, EncodedRow, ModelProvider, TextRow } from '../domain/model.js';
+import type { EmbeddingModel, EncodedRange, ModelProvider, TextRange } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
 import { readEncoderConfig, readTokenizer } from './model-config.js';
 import { ThreadEncoder, type EncoderInit } from './thread-encoder.js';
-import { openTokenizingEncoder, type EncodedBatch, type EncoderFacts } from './tokenizing-encoder.js';
+import { openTokenizingEncoder, packTexts, type EncodedBatch, type EncoderFacts } from './tokenizing-encoder.js';
 
 export interface BatchingSettings {
   maxBatchSize: number;
@@ -61,7 +61,7 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
     const { executionProvider, dimensions } = encoder;
     const b = settings.batching;
     const attributes = { [Attr.model]: version.name, [Attr.modelVersion]: version.version, [Attr.executionProvider]: executionProvider };
-    const batcher = new DynamicBatcher<TextRow, EncodedRow>({
+    const batcher = new DynamicBatcher<TextRange, EncodedRange>({
       name: 'embeddings',
       maxBatchSize: b.maxBatchSize,
       // Costs are estimated tokens (texts queue untokenized); the encoder keeps every run within the cap.
@@ -71,7 +71,7 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
       maxQueueSize: b.maxQueueSize,
       concurrency: b.concurrency,
       attributes,
-      run: async (items, info) => rowsOf(items, recordSpans(info.span, attributes, encoder.output, await encoder.run(items))),
+      run: async (ranges, info) => answers(ranges, recordSpans(info.span, attributes, encoder.output, await encoder.run(ranges))),
     });
     const model: EmbeddingModel = {
       name: version.name,
@@ -103,24 +103,23 @@ export function createEmbeddingBackend(settings: BackendSettings): EmbeddingBack
 
 /** What the loader needs of an encoder, on the event loop or on a thread of its own. */
 interface OpenEncoder extends EncoderFacts {
-  run(rows: readonly TextRow[]): Promise<EncodedBatch>;
+  run(ranges: readonly TextRange[]): Promise<EncodedBatch>;
   close(): Promise<void>;
 }
 
 async function openEncoder(init: Omit<EncoderInit, 'settings'>, tokenizer: TextTokenizer, settings: BackendSettings): Promise<OpenEncoder> {
   if (settings.encoderThread) return ThreadEncoder.create({ ...init, settings: settings.session }, settings.log);
   const { encoding, release, ...facts } = await openTokenizingEncoder(tokenizer, { ...init, settings: settings.session }, settings.log);
-  return { ...facts, run: (rows) => encoding.run(rows), close: release };
+  return { ...facts, run: (ranges) => encoding.run(packTexts(ranges)), close: release };
 }
 
-/** One output per row for the batcher: a view of its vector (as many values as it keeps), and its token counts. */
-function rowsOf(items: readonly TextRow[], { values, counts }: EncodedBatch): EncodedRow[] {
-  const rows = items.length;
-  const width = values.length / rows;
-  const out: EncodedRow[] = new Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const at = r * width;
-    out[r] = { values: values.subarray(at, at + (items[r]!.shape.dimensions || width)), tokens: counts[r]!, fullLength: counts[rows + r]! };
+/** One answer per range for the batcher: the batch's vectors and the row its first input is in. */
+function answers(ranges: readonly TextRange[], batch: EncodedBatch): EncodedRange[] {
+  const out: EncodedRange[] = new Array(ranges.length);
+  let row = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    out[i] = { batch, row };
+    row += ranges[i]!.end - ranges[i]!.start;
   }
   return out;
 }

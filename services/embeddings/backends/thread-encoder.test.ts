@@ -6,13 +6,14 @@ import { collectingLog, createOnnxSession } from '../../runtime/models/onnx-sess
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { createModelFolder, type ModelFolder } from '../testing/model-folder.js';
 import { OnnxEncoder } from './onnx-encoder.js';
-import { packTexts, ThreadEncoder, unpackTexts } from './thread-encoder.js';
-import { TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
+import { ThreadEncoder } from './thread-encoder.js';
+import { packTexts, TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
 
 const session = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
 const TEXTS = ['A short one.', 'The river rose in the night and the town slept on, unaware of the water at its doors.', 'Prices fell.', 'x'];
-// Rows as requests shape them: one cut from the left, some normalized, one keeping its first 8 dimensions.
-const ROWS = TEXTS.map((text, i) => ({ text, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: i === 2 ? 8 : 0, normalize: i !== 3 } }));
+// One input per range, shaped as requests shape them: one cut from the left, some normalized, one keeping its
+// first 8 dimensions.
+const ROWS = TEXTS.map((text, i) => ({ texts: TEXTS, start: i, end: i + 1, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: i === 2 ? 8 : 0, normalize: i !== 3 } }));
 const MAX_LENGTH = 12;
 
 let folder: ModelFolder;
@@ -39,13 +40,19 @@ function init(model: string, extra: { executionProviders?: string[]; pooling?: '
 
 const plain = (b: EncodedBatch) => ({ values: Array.from(b.values), counts: Array.from(b.counts), width: b.width, runs: b.runs });
 
-describe('packTexts / unpackTexts', () => {
-  it('carries every row’s text and shape', () => {
-    const packed = packTexts(ROWS);
-    expect(packed.rows.buffer.byteLength).toBe(3 * 4 * ROWS.length);
-    expect(unpackTexts(structuredClone(packed))).toEqual(ROWS);
-    const odd = [{ text: '', shape: { side: 'right' as const, dimensions: 0, normalize: false } }, { text: 'é 日本', shape: { side: 'left' as const, dimensions: 3, normalize: true } }];
-    expect(unpackTexts(structuredClone(packTexts(odd)))).toEqual(odd);
+describe('packTexts', () => {
+  it('packs the inputs of each range, in order, with their range’s shape', () => {
+    const shape = { side: 'left' as const, dimensions: 3, normalize: true };
+    const other = { side: 'right' as const, dimensions: 0, normalize: false };
+    const request = ['zero', 'one', 'é 日本', ''];
+    const packed = packTexts([
+      { texts: request, start: 1, end: 4, shape },
+      { texts: ['x', 'y'], start: 0, end: 1, shape: other },
+    ]);
+    expect(packed.text).toBe('oneé 日本x');
+    // Where each text ends, the dimensions kept, the flags (1: from the left, 2: normalize).
+    expect(Array.from(packed.rows)).toEqual([3, 7, 7, 8, 3, 3, 3, 0, 3, 3, 3, 0]);
+    expect(structuredClone(packed)).toEqual(packed);
   });
 });
 
@@ -57,11 +64,15 @@ describe('ThreadEncoder', () => {
     const threaded = await ThreadEncoder.create(i);
     try {
       const here = new TokenizingEncoder(tokenizer(i.dir), new OnnxEncoder(local.session, i.options), threaded.dimensions, i.maxBatchTokens);
-      const expected = await here.run(ROWS);
+      const expected = await here.run(packTexts(ROWS));
       // Two batches in flight at once, as the batcher sends them.
       const [a, b] = await Promise.all([threaded.run(ROWS), threaded.run(ROWS.slice(1, 3))]);
       expect(plain(a)).toEqual(plain(expected));
-      expect(plain(b)).toEqual(plain(await here.run(ROWS.slice(1, 3))));
+      expect(plain(b)).toEqual(plain(await here.run(packTexts(ROWS.slice(1, 3)))));
+      // One range of all the texts is the same rows as a range per text.
+      const shape = ROWS[1]!.shape;
+      const whole = await threaded.run([{ texts: TEXTS, start: 0, end: TEXTS.length, shape }]);
+      expect(plain(whole)).toEqual(plain(await here.run(packTexts(ROWS.map((r) => ({ ...r, shape }))))));
       // The long text (row 1) was cut to the maximum length, from the left as it asked; its full length is kept.
       expect(a.counts[1]).toBe(MAX_LENGTH);
       expect(a.counts[ROWS.length + 1]).toBeGreaterThan(MAX_LENGTH);

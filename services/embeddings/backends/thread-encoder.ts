@@ -6,13 +6,13 @@
 // batcher's next batch is ready when it ends. Tokenizing there too matters as much as running there: measured
 // on the default model at 32 inputs per call, tokenizing on the event loop cost it ~75 µs of the ~250 µs it
 // spent per call.
-// A batch crosses as one string and one small buffer (TextBatch); its vectors and token counts come back in two
-// flat arrays, moved, not copied.
+// A batch crosses as one string and one small moved buffer (TextBatch); its vectors and token counts come back
+// in two flat arrays, moved, not copied.
 import { replayWarnings, type SessionLog, type SessionSettings, type SessionWarning } from '../../runtime/models/onnx-session.js';
 import { WorkerCalls } from '../../runtime/workers/worker-calls.js';
 import type { EncoderOptions } from './onnx-encoder.js';
-import type { TextRow } from '../domain/model.js';
-import type { EncodedBatch, EncoderFacts } from './tokenizing-encoder.js';
+import type { TextRange } from '../domain/model.js';
+import { packTexts, type EncodedBatch, type EncoderFacts, type TextBatch } from './tokenizing-encoder.js';
 
 /** What the worker is started with. */
 export interface EncoderInit {
@@ -30,48 +30,6 @@ export interface EncoderInit {
 export interface EncoderInfo extends EncoderFacts {
   /** What creating the session warned about (providers that failed, the fallback), for the main thread's log. */
   warnings: SessionWarning[];
-}
-
-/**
- * A batch as it crosses: its texts joined into one string (one copy, where a list of strings is cloned string
- * by string), and per row three numbers in one moved buffer: where its text ends, the dimensions it keeps
- * (0: all), and flags (1: cut from the left, 2: normalize).
- */
-export interface TextBatch {
-  text: string;
-  rows: Int32Array;
-}
-
-const LEFT = 1;
-const NORMALIZE = 2;
-
-export function packTexts(rows: readonly TextRow[]): TextBatch {
-  const n = rows.length;
-  const meta = new Int32Array(3 * n);
-  const texts: string[] = new Array(n);
-  let end = 0;
-  for (let r = 0; r < n; r++) {
-    const { text, shape } = rows[r]!;
-    texts[r] = text;
-    end += text.length;
-    meta[r] = end;
-    meta[n + r] = shape.dimensions;
-    meta[2 * n + r] = (shape.side === 'left' ? LEFT : 0) | (shape.normalize ? NORMALIZE : 0);
-  }
-  return { text: texts.join(''), rows: meta };
-}
-
-export function unpackTexts({ text, rows: meta }: TextBatch): TextRow[] {
-  const n = meta.length / 3;
-  const out: TextRow[] = new Array(n);
-  let start = 0;
-  for (let r = 0; r < n; r++) {
-    const end = meta[r]!;
-    const flags = meta[2 * n + r]!;
-    out[r] = { text: text.slice(start, end), shape: { side: flags & LEFT ? 'left' : 'right', dimensions: meta[n + r]!, normalize: (flags & NORMALIZE) !== 0 } };
-    start = end;
-  }
-  return out;
 }
 
 export class ThreadEncoder implements EncoderFacts {
@@ -95,9 +53,9 @@ export class ThreadEncoder implements EncoderFacts {
     return new ThreadEncoder(thread);
   }
 
-  /** Tokenizes and runs the rows on the thread, as TokenizingEncoder.run does here. */
-  run(rows: readonly TextRow[]): Promise<EncodedBatch> {
-    const batch = packTexts(rows);
+  /** Tokenizes and runs the ranges' inputs on the thread, as TokenizingEncoder.run does here. */
+  run(ranges: readonly TextRange[]): Promise<EncodedBatch> {
+    const batch: TextBatch = packTexts(ranges);
     return this.thread.call<EncodedBatch>(batch, [batch.rows.buffer as ArrayBuffer]);
   }
 

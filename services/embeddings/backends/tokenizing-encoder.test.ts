@@ -5,7 +5,7 @@ import { createOnnxSession } from '../../runtime/models/onnx-session.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { createModelFolder, type ModelFolder } from '../testing/model-folder.js';
 import { OnnxEncoder } from './onnx-encoder.js';
-import { pieces, TokenizingEncoder } from './tokenizing-encoder.js';
+import { packTexts, pieces, TokenizingEncoder } from './tokenizing-encoder.js';
 
 describe('pieces', () => {
   it('splits rows into consecutive runs whose longest row times their count stays within the cap', () => {
@@ -32,14 +32,15 @@ describe('TokenizingEncoder', () => {
     const tokenizer = new TextTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as object, {}, 10);
     const texts = ['cat', 'The quick brown fox jumps over the lazy dog near the river bank.', 'hello world', 'Where is the train station?', 'rain'];
     const rows = texts.map((text, i) => ({ text, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: 0, normalize: false } }));
+    const batch = packTexts(rows.map(({ shape }, i) => ({ texts, start: i, end: i + 1, shape })));
     const { session: s } = await createOnnxSession(join(dir, 'model.onnx'), session);
     try {
       const encoder = new OnnxEncoder(s, { name: model, version: 1, pooling: 'mean', padId: tokenizer.padId });
       const [probe] = await encoder.run([{ ids: [tokenizer.padId], typeIds: [0] }]);
       const dimensions = probe!.length;
-      const whole = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run(rows);
+      const whole = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run(batch);
       // 20 padded tokens per run at most: rows of up to 10 tokens run two or one at a time.
-      const split = await new TokenizingEncoder(tokenizer, encoder, dimensions, 20).run(rows);
+      const split = await new TokenizingEncoder(tokenizer, encoder, dimensions, 20).run(batch);
       expect(whole.runs).toBe(1);
       expect(split.runs).toBeGreaterThan(1);
       expect(Array.from(split.counts)).toEqual(Array.from(whole.counts));
@@ -52,7 +53,7 @@ describe('TokenizingEncoder', () => {
         for (let d = 0; d < dimensions; d++) expect(Math.abs(whole.values[r * dimensions + d]! - alone![d]!)).toBeLessThan(1e-5);
       }
       // Shaped as the row asks: the first 7 values, at unit length.
-      const shaped = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run([{ text: texts[0]!, shape: { side: 'right', dimensions: 7, normalize: true } }]);
+      const shaped = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run(packTexts([{ texts, start: 0, end: 1, shape: { side: 'right', dimensions: 7, normalize: true } }]));
       const first = Array.from(whole.values.subarray(0, 7));
       const norm = Math.hypot(...first);
       for (let d = 0; d < 7; d++) expect(Math.abs(shaped.values[d]! - first[d]! / norm)).toBeLessThan(1e-6);

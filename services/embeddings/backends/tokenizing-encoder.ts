@@ -1,11 +1,11 @@
 // Texts to the vectors their requests asked for, where the model runs (on the version's encoder thread, or on
-// the event loop): a batch's texts are tokenized here, each cut to the model's maximum length from the end its
-// row names, run through the OnnxEncoder, and each pooled vector shaped as its row asks (first N dimensions,
-// unit length). The batcher forms batches from estimated lengths (texts are not tokenized before they queue,
+// the event loop): a batch's texts arrive packed (TextBatch: one string and one small buffer, which cross to a
+// thread as they are), are tokenized here, each cut to the model's maximum length from the end its row names,
+// run through the OnnxEncoder, and each pooled vector shaped as its row asks (first N dimensions, unit length). The batcher forms batches from estimated lengths (texts are not tokenized before they queue,
 // which kept the event loop busy), so a batch whose padded tokens would exceed the cap runs here in more than
 // one piece: no onnxruntime run ever holds more than maxBatchTokens.
 import type { SessionLog, SessionSettings } from '../../runtime/models/onnx-session.js';
-import type { TextRow } from '../domain/model.js';
+import type { BatchVectors, TextRange } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
 import { shape } from '../domain/vectors.js';
 import { openOnnxEncoder, type EncoderOptions, type EncoderRow, type OnnxEncoder } from './onnx-encoder.js';
@@ -18,15 +18,45 @@ export interface EncoderFacts {
   executionProvider: string;
 }
 
-/** A batch's answer, in flat arrays that cross between threads as they are. */
-export interface EncodedBatch {
-  /**
-   * Row after row, `dimensions` values each: the row's vector is the first of them (as many as its shape
-   * keeps), shaped.
-   */
-  values: Float32Array;
-  /** Per row r: at r the tokens it ran with (after truncation), at rows + r its tokens before truncation. */
-  counts: Int32Array;
+/**
+ * A batch as it crosses: its texts joined into one string (one copy, where a list of strings is cloned string
+ * by string), and per row three numbers in one buffer: where its text ends, the dimensions it keeps (0: all),
+ * and flags (1: cut from the left, 2: normalize).
+ */
+export interface TextBatch {
+  text: string;
+  rows: Int32Array;
+}
+
+const LEFT = 1;
+const NORMALIZE = 2;
+const FROM_LEFT = { truncate: true, side: 'left' } as const;
+const FROM_RIGHT = { truncate: true, side: 'right' } as const;
+
+/** The inputs of a batch's ranges, in order, packed. */
+export function packTexts(ranges: readonly TextRange[]): TextBatch {
+  let n = 0;
+  for (const r of ranges) n += r.end - r.start;
+  const meta = new Int32Array(3 * n);
+  const parts: string[] = new Array(n);
+  let row = 0;
+  let end = 0;
+  for (const { texts, start, end: stop, shape } of ranges) {
+    const flags = (shape.side === 'left' ? LEFT : 0) | (shape.normalize ? NORMALIZE : 0);
+    for (let i = start; i < stop; i++, row++) {
+      const text = texts[i]!;
+      parts[row] = text;
+      end += text.length;
+      meta[row] = end;
+      meta[n + row] = shape.dimensions;
+      meta[2 * n + row] = flags;
+    }
+  }
+  return { text: parts.join(''), rows: meta };
+}
+
+/** A batch's answer (BatchVectors), in flat arrays that cross between threads as they are, and its times. */
+export interface EncodedBatch extends BatchVectors {
   /** Epoch milliseconds when tokenizing began (comparable across threads). */
   startedAt: number;
   tokenizeMs: number;
@@ -49,13 +79,16 @@ export class TokenizingEncoder {
     private readonly maxBatchTokens: number,
   ) {}
 
-  async run(rows: readonly TextRow[]): Promise<EncodedBatch> {
+  async run({ text, rows: meta }: TextBatch): Promise<EncodedBatch> {
     const startedAt = now();
-    const n = rows.length;
+    const n = meta.length / 3;
     const counts = new Int32Array(2 * n);
     const encoded: EncoderRow[] = new Array(n);
+    let from = 0;
     for (let r = 0; r < n; r++) {
-      const e = this.tokenizer.encode(rows[r]!.text, { truncate: true, side: rows[r]!.shape.side });
+      const to = meta[r]!;
+      const e = this.tokenizer.encode(text.slice(from, to), meta[2 * n + r]! & LEFT ? FROM_LEFT : FROM_RIGHT);
+      from = to;
       encoded[r] = e;
       counts[r] = e.ids.length;
       counts[n + r] = e.fullLength;
@@ -69,8 +102,7 @@ export class TokenizingEncoder {
       for (let r = start; r < end; r++) {
         const at = r * this.dimensions;
         values.set(vectors[r - start]!, at);
-        const { dimensions, normalize } = rows[r]!.shape;
-        shape(values.subarray(at, at + this.dimensions), dimensions || this.dimensions, normalize);
+        shape(values.subarray(at, at + this.dimensions), meta[n + r]! || this.dimensions, (meta[2 * n + r]! & NORMALIZE) !== 0);
         if (counts[r]! > width) width = counts[r]!;
       }
       runs++;

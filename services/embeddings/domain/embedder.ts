@@ -1,15 +1,15 @@
 // The embeddings engine: checks a request against the per-request limits, leases the model version it names
-// from the model host, queues every input in the version's dynamic batcher (TEI style: inputs are batched one
-// by one, so a request's inputs can share batches with other requests'; texts queue with estimated token costs
-// and are tokenized where the model runs, off the event loop), refuses over-long inputs when truncation is off,
-// and answers the vectors as the request shaped them (dimensions, normalization: done where the model runs).
-// No gRPC here.
+// from the model host, queues its inputs in the version's dynamic batcher (as TEI does, inputs rather than
+// requests are batched, so a request's inputs can share batches with other requests'; they queue as a few runs
+// of consecutive inputs of like length, not one entry each, with estimated token costs, and are tokenized where
+// the model runs, off the event loop), refuses over-long inputs when truncation is off, and answers the vectors
+// as the request shaped them (dimensions, normalization: done where the model runs). No gRPC here.
 import { lengthBucket } from '../../runtime/batching/dynamic-batcher.js';
 import { InvalidArgumentError } from '../../runtime/errors.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
 import { counter } from '../../runtime/telemetry/metrics.js';
 import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
-import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider } from './model.js';
+import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider, RowShape, TextRange } from './model.js';
 import type { TokenView, TruncationSide } from './tokenizer.js';
 
 export interface EmbedderLimits {
@@ -92,27 +92,34 @@ export class Embedder {
       if (dims > model.info.dimensions) {
         throw InvalidArgumentError.field('dimensions', `is ${dims}; model "${served.name}" has ${model.info.dimensions} dimensions`);
       }
-      const { tokenizer } = model;
-      const rowShape = { side: params.side, dimensions: dims, normalize: params.normalize };
-      const submitted = await model.batcher.submit(
-        params.inputs.map((text) => {
-          const cost = tokenizer.estimate(text);
-          return { item: { text, shape: rowShape }, cost, key: lengthBucket(cost) };
-        }),
-        { signal },
+      const { tokenizer, batcher } = model;
+      const shape: RowShape = { side: params.side, dimensions: dims, normalize: params.normalize };
+      const { inputs } = params;
+      const entries = textRanges(inputs, (text) => tokenizer.estimate(text), Math.min(MAX_RANGE_INPUTS, batcher.maxBatchSize), batcher.maxBatchCost).map(
+        ({ start, end, cost }) => ({ item: { texts: inputs, start, end, shape } satisfies TextRange, cost, rows: end - start, key: lengthBucket(cost) }),
       );
+      const submitted = await batcher.submit(entries, { signal });
+      const stride = model.info.dimensions;
+      const embeddings: EmbeddingResult[] = new Array(inputs.length);
       let inputTokens = 0;
-      const embeddings = submitted.outputs.map((out, index) => {
-        const truncated = out.fullLength > out.tokens;
-        if (truncated && !params.truncate) {
-          throw InvalidArgumentError.field(
-            `inputs[${index}]`,
-            `has ${out.fullLength} tokens; model "${model.name}" reads at most ${model.info.maxLength} (set truncate to cut it)`,
-          );
+      for (let k = 0; k < entries.length; k++) {
+        const { start, end } = entries[k]!.item;
+        const { batch, row } = submitted.outputs[k]!;
+        const rows = batch.counts.length / 2;
+        for (let index = start, r = row; index < end; index++, r++) {
+          const tokens = batch.counts[r]!;
+          const fullLength = batch.counts[rows + r]!;
+          const truncated = fullLength > tokens;
+          if (truncated && !params.truncate) {
+            throw InvalidArgumentError.field(
+              `inputs[${index}]`,
+              `has ${fullLength} tokens; model "${model.name}" reads at most ${model.info.maxLength} (set truncate to cut it)`,
+            );
+          }
+          inputTokens += tokens;
+          embeddings[index] = { values: batch.values.subarray(r * stride, r * stride + dims), index, tokens, truncated };
         }
-        inputTokens += out.tokens;
-        return { values: out.values, index, tokens: out.tokens, truncated };
-      });
+      }
       const attrs = { model: served.name, version: String(served.version) };
       this.metrics.inputs.add(embeddings.length, attrs);
       this.metrics.tokens.add(inputTokens, attrs);
@@ -180,6 +187,43 @@ export class Embedder {
       }
     });
   }
+}
+
+/** Most inputs of one request in one batcher entry. */
+const MAX_RANGE_INPUTS = 64;
+
+/**
+ * Cuts a request's inputs into runs of consecutive inputs, one batcher entry each, that cost the batcher what
+ * they would cost one by one, near enough: a run ends before an input that would make its longest estimate more
+ * than twice its shortest plus 8 tokens (it is padded to its longest in the batcher's count), at maxInputs
+ * inputs, or before its padded cost (longest × inputs) would pass maxCost. Each run's cost is its longest
+ * input's estimate. Requests of sentences of like length make one run per 64 inputs.
+ */
+export function textRanges(
+  texts: readonly string[],
+  estimate: (text: string) => number,
+  maxInputs: number,
+  maxCost: number,
+): { start: number; end: number; cost: number }[] {
+  const out: { start: number; end: number; cost: number }[] = [];
+  let start = 0;
+  let shortest = 0;
+  let longest = 0;
+  for (let i = 0; i < texts.length; i++) {
+    const c = estimate(texts[i]!);
+    const lo = i === start ? c : Math.min(shortest, c);
+    const hi = i === start ? c : Math.max(longest, c);
+    if (i > start && (hi > 2 * lo + 8 || i - start >= maxInputs || hi * (i - start + 1) > maxCost)) {
+      out.push({ start, end: i, cost: longest });
+      start = i;
+      shortest = longest = c;
+    } else {
+      shortest = lo;
+      longest = hi;
+    }
+  }
+  if (texts.length > start) out.push({ start, end: texts.length, cost: longest });
+  return out;
 }
 
 function describeLoaded(l: LoadedEmbeddingModel, alias: string): ModelDescription {

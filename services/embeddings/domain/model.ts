@@ -25,19 +25,33 @@ export interface RowShape {
   normalize: boolean;
 }
 
-/** One input as it queues: its text, and how its request wants it cut and its vector shaped. */
-export interface TextRow {
-  text: string;
+/**
+ * A run of one request's inputs as it queues, as one batcher entry: texts[start] up to texts[end], and how the
+ * request wants them cut and their vectors shaped. A request of many inputs queues as a few of these, not as
+ * an object per input.
+ */
+export interface TextRange {
+  texts: readonly string[];
+  start: number;
+  end: number;
   shape: RowShape;
 }
 
-/** What the batcher answers for an input: its vector, shaped as its row asked, and its token counts. */
-export interface EncodedRow {
+/** A batch's answer, row after row (rows in the order of its ranges' inputs). */
+export interface BatchVectors {
+  /**
+   * The model's dimensions values per row: the row's vector is the first of them (as many as its shape keeps),
+   * shaped.
+   */
   values: Float32Array;
-  /** Tokens it ran with, special tokens included (at most the model's maximum length). */
-  tokens: number;
-  /** Tokens before truncation. */
-  fullLength: number;
+  /** Per row r: at r the tokens it ran with (after truncation, special tokens included), at rows + r before. */
+  counts: Int32Array;
+}
+
+/** What the batcher answers for a range: its batch's vectors, and the row its first input is in. */
+export interface EncodedRange {
+  batch: BatchVectors;
+  row: number;
 }
 
 /** A loaded version: its tokenizer, and the batcher in front of its onnxruntime session. */
@@ -48,10 +62,10 @@ export interface EmbeddingModel {
   info: EmbeddingModelInfo;
   tokenizer: TextTokenizer;
   /**
-   * Takes texts, queued with estimated token costs (TextTokenizer.estimate); tokenizes, runs and shapes them
-   * where the session runs.
+   * Takes runs of texts, queued with estimated token costs (TextTokenizer.estimate: each range costs its
+   * longest input's, per input); tokenizes, runs and shapes them where the session runs.
    */
-  batcher: DynamicBatcher<TextRow, EncodedRow>;
+  batcher: DynamicBatcher<TextRange, EncodedRange>;
 }
 
 /** A loaded version as listed: the model plus the host's bookkeeping. */

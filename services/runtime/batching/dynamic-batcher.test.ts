@@ -96,6 +96,46 @@ describe('DynamicBatcher', () => {
     expect(runner.batches).toEqual([['huge'], ['x']]);
   });
 
+  it('counts an entry of several rows as that many rows: batch size, padded cost, queue limit, drops', async () => {
+    const runner = new Runner();
+    const b = make(runner, { maxBatchSize: 4, maxBatchCost: 100, padded: true, maxQueueSize: 6 });
+    runner.hold();
+    const busy = b.submit([entry('busy')]);
+    await until(() => b.stats().running === 1);
+    // Three rows, one of two: 5 rows do not fit in a batch of 4, so the two-row entry waits for the next batch
+    // while the one-row entry behind it joins the first.
+    const many = b.submit([{ item: 'abc', cost: 2, rows: 3 }, { item: 'de', cost: 2, rows: 2 }]);
+    const one = b.submit([entry('f', 2)]);
+    expect(b.stats().depth).toBe(6);
+    // The queue holds 6 rows: one more row does not fit.
+    await expect(b.submit([entry('g', 1)])).rejects.toBeInstanceOf(OverloadedError);
+    runner.release();
+    expect((await many).outputs).toEqual(['ABC', 'DE']);
+    expect((await one).outputs).toEqual(['F']);
+    await busy;
+    expect(runner.batches.slice(1)).toEqual([['abc', 'f'], ['de']]);
+    expect(b.stats()).toMatchObject({ submitted: 7, ran: 7, depth: 0, lastBatchSize: 2 });
+
+    // Padded cost counts rows: 3 rows × cost 30 = 90 fits in 100; one more row of 30 does not.
+    const capped = new Runner();
+    await make(capped, { maxBatchSize: 10, maxBatchCost: 100, padded: true }).submit([{ item: 'xyz', cost: 30, rows: 3 }, entry('w', 30)]);
+    expect(capped.batches).toEqual([['xyz'], ['w']]);
+
+    // Cancelling drops all of an entry's rows.
+    const held = new Runner();
+    const c = make(held, { maxBatchSize: 10 });
+    held.hold();
+    const first = c.submit([entry('first')]);
+    await until(() => c.stats().running === 1);
+    const ac = new AbortController();
+    const dropped = c.submit([{ item: 'gone', cost: 1, rows: 5 }], { signal: ac.signal });
+    ac.abort(new CancelledError());
+    await expect(dropped).rejects.toBeInstanceOf(CancelledError);
+    expect(c.stats()).toMatchObject({ dropped: 5, depth: 0 });
+    held.release();
+    await first;
+  });
+
   it('groups entries by length key, taking the head key first and then the nearest keys', async () => {
     const runner = new Runner();
     const b = make(runner, { maxBatchSize: 3 });

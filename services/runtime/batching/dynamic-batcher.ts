@@ -1,10 +1,13 @@
-// A dynamic batcher shared by the model services (embeddings batches token sequences, vision batches image
-// crops). One loop owns a bounded queue: callers submit entries with a cost (tokens, pixels of width, ...) and
-// a length key; the loop forms batches capped by count and by total cost, preferring entries of the head's key
-// so little is padded, waits at most maxQueueDelayMs for a batch to fill while the runner is idle, drops
-// entries whose caller gave up before they cost compute, and rejects at once with OverloadedError (with a
-// retry hint from the queue depth and recent batch times) when the queue is full. It knows nothing of what
-// the entries are: `run` turns a batch of items into one output per item.
+// A dynamic batcher shared by the model services (embeddings batches texts, vision batches image crops). One
+// loop owns a bounded queue: callers submit entries with a cost (tokens, pixels of width, ...) and a length
+// key; the loop forms batches capped by count and by total cost, preferring entries of the head's key so little
+// is padded, waits at most maxQueueDelayMs for a batch to fill while the runner is idle, drops entries whose
+// caller gave up before they cost compute, and rejects at once with OverloadedError (with a retry hint from the
+// queue depth and recent batch times) when the queue is full. It knows nothing of what the entries are: `run`
+// turns a batch of items into one output per item.
+// An entry stands for one row of the batch, or for several of like cost (`rows`: a run of one request's texts),
+// so a request of many inputs queues as a few entries, not one object per input; counts, the queue's limit and
+// the batch's size are in rows.
 //
 // Shaped after TEI's queue (core/src/queue.rs: padded batch cost = longest entry × count, dropped entries
 // skipped when the batch is formed) and Triton's dynamic batcher (max queue delay).
@@ -16,11 +19,11 @@ import { Attr, tracer } from '../telemetry/tracing.js';
 export interface BatcherOptions<I, O> {
   /** Names the batcher in spans (`<name> queue`, `<name> batch`) and in metric attributes. */
   name: string;
-  /** Most entries in one batch. */
+  /** Most rows in one batch. An entry of more rows than this still runs, alone. */
   maxBatchSize: number;
   /**
-   * Most total cost in one batch: the sum of the entries' costs, or with `padded` the largest cost times the
-   * count (what a padded tensor really holds). An entry costlier than this still runs, alone.
+   * Most total cost in one batch: the sum of the rows' costs, or with `padded` the largest cost times the
+   * rows (what a padded tensor really holds). An entry costlier than this still runs, alone.
    */
   maxBatchCost: number;
   /** Batch cost counts padding: max(cost) × count instead of sum(cost). */
@@ -30,23 +33,23 @@ export interface BatcherOptions<I, O> {
    * is queued as soon as the runner is free (batches still grow under load, since entries queue during runs).
    */
   maxQueueDelayMs: number;
-  /** Most entries waiting (not running). Submitting past it rejects with OverloadedError. */
+  /** Most rows waiting (not running). Submitting past it rejects with OverloadedError. */
   maxQueueSize: number;
   /** Batches run at once (default 1). */
   concurrency?: number;
   /** Added to the spans and metric attributes (model name and version, ...). */
   attributes?: Attributes;
-  /** Runs one batch: one output per item, in order. Called with the batch span active. */
+  /** Runs one batch: one output per item (entry), in order. Called with the batch span active. */
   run(items: I[], batch: BatchInfo): Promise<O[]>;
 }
 
 /** What `run` learns about its batch. */
 export interface BatchInfo {
-  /** Entries in the batch. */
+  /** Rows in the batch. */
   size: number;
   /** The batch's cost as counted against maxBatchCost. */
   cost: number;
-  /** The largest entry cost (the padded length). */
+  /** The largest row cost (the padded length). */
   maxCost: number;
   /** The batch span (already active when run is called). */
   span: Span;
@@ -55,8 +58,10 @@ export interface BatchInfo {
 /** One unit of work: an item plus what the batcher needs to place it. */
 export interface BatchEntry<I> {
   item: I;
-  /** Non-negative cost (tokens, width, ...). */
+  /** Non-negative cost of each of its rows (tokens, width, ...): for several rows, the largest. */
   cost: number;
+  /** Rows the item stands for (default 1). */
+  rows?: number;
   /** Entries of equal key batch together first (a length bucket; see lengthBucket). Defaults to the cost. */
   key?: number;
 }
@@ -79,21 +84,21 @@ export interface SubmitOptions {
 
 /** Counters and gauges of one batcher, for metrics, spans and tests. */
 export interface BatcherStats {
-  /** Entries waiting now. */
+  /** Rows waiting now. */
   depth: number;
   /** Batches running now. */
   running: number;
-  /** Entries ever accepted. */
+  /** Rows ever accepted. */
   submitted: number;
-  /** Entries that ran. */
+  /** Rows that ran. */
   ran: number;
-  /** Entries dropped before running because their caller's signal aborted. */
+  /** Rows dropped before running because their caller's signal aborted. */
   dropped: number;
   /** Submits refused because the queue was full. */
   rejected: number;
   /** Batches run. */
   batches: number;
-  /** Size of the last batch (0 before the first). */
+  /** Rows of the last batch (0 before the first). */
   lastBatchSize: number;
   /** Moving averages over recent batches (0 before the first). */
   meanBatchSize: number;
@@ -103,6 +108,7 @@ export interface BatcherStats {
 interface Entry<I, O> {
   item: I;
   cost: number;
+  rows: number;
   key: number;
   /** Position in the request's outputs. */
   index: number;
@@ -132,15 +138,15 @@ const live = new Set<DynamicBatcher<unknown, unknown>>();
 let instruments: ReturnType<typeof createInstruments> | undefined;
 
 function createInstruments() {
-  observableGauge('maas_batch_queue_depth', 'entries waiting in a dynamic batcher queue', () =>
+  observableGauge('maas_batch_queue_depth', 'rows (inputs, crops) waiting in a dynamic batcher queue', () =>
     [...live].map((b) => ({ value: b.stats().depth, attributes: b.metricAttributes })),
   );
   return {
-    batchSize: histogram('maas_batch_size', 'entries per batch', [1, 2, 4, 8, 16, 32, 64, 128, 256]),
+    batchSize: histogram('maas_batch_size', 'rows (inputs, crops) per batch', [1, 2, 4, 8, 16, 32, 64, 128, 256]),
     batchCost: histogram('maas_batch_cost', 'cost (tokens, padded) per batch', [16, 64, 256, 1024, 4096, 16384, 65536]),
     batchMs: latencyHistogram('maas_batch_duration_ms', 'time to run one batch (model inference), in milliseconds'),
     queueMs: latencyHistogram('maas_batch_queue_ms', 'time a request waited before its first batch started, in milliseconds'),
-    dropped: counter('maas_batch_dropped_entries', 'queued entries dropped before running because the caller cancelled or the deadline passed'),
+    dropped: counter('maas_batch_dropped_entries', 'queued rows dropped before running because the caller cancelled or the deadline passed'),
     rejected: counter('maas_batch_rejected_requests', 'requests refused because the queue was full (RESOURCE_EXHAUSTED)'),
   };
 }
@@ -178,8 +184,10 @@ export class DynamicBatcher<I, O> {
     if (this.closed) return Promise.reject(new UnavailableError(`${this.options.name}: the model is being unloaded; retry`, 0));
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     if (entries.length === 0) return Promise.resolve({ outputs: [], queueMs: 0, runMs: 0, batches: 0 });
+    let rows = 0;
+    for (const e of entries) rows += e.rows ?? 1;
     // A request larger than the whole queue is still accepted into an empty queue, so it can always be served.
-    if (this.depthCount > 0 && this.depthCount + entries.length > this.options.maxQueueSize) {
+    if (this.depthCount > 0 && this.depthCount + rows > this.options.maxQueueSize) {
       this.counts.rejected++;
       this.metrics.rejected.add(1, this.metricAttributes);
       return Promise.reject(new OverloadedError(
@@ -189,7 +197,7 @@ export class DynamicBatcher<I, O> {
       ));
     }
     const parent = context.active();
-    const queueSpan = tracer().startSpan(`${this.options.name} queue`, { attributes: { ...this.options.attributes, 'maas.entries': entries.length } }, parent);
+    const queueSpan = tracer().startSpan(`${this.options.name} queue`, { attributes: { ...this.options.attributes, 'maas.entries': rows } }, parent);
     return new Promise<Submitted<O>>((resolve, reject) => {
       const request: Request<O> = {
         outputs: new Array<O>(entries.length),
@@ -208,6 +216,7 @@ export class DynamicBatcher<I, O> {
       const queued: Entry<I, O>[] = entries.map((e, index) => ({
         item: e.item,
         cost: e.cost,
+        rows: e.rows ?? 1,
         key: e.key ?? e.cost,
         index,
         request,
@@ -220,10 +229,20 @@ export class DynamicBatcher<I, O> {
         request.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
       for (const e of queued) this.queue.push(e);
-      this.depthCount += queued.length;
-      this.counts.submitted += queued.length;
+      this.depthCount += rows;
+      this.counts.submitted += rows;
       this.schedule();
     });
+  }
+
+  /** Most rows in one batch (for callers that cut their work into entries of several rows). */
+  get maxBatchSize(): number {
+    return this.options.maxBatchSize;
+  }
+
+  /** Most cost in one batch, as counted (padded or summed). */
+  get maxBatchCost(): number {
+    return this.options.maxBatchCost;
   }
 
   stats(): BatcherStats {
@@ -266,7 +285,7 @@ export class DynamicBatcher<I, O> {
     while (!this.closed && this.runningCount < this.concurrency && this.depthCount > 0) {
       this.compact();
       const head = this.queue[0]!;
-      const { batch, full } = this.select(head);
+      const { batch, rows, full } = this.select(head);
       if (!full && this.options.maxQueueDelayMs > 0) {
         const due = head.request.enqueuedAt + this.options.maxQueueDelayMs;
         const wait = due - performance.now();
@@ -276,8 +295,8 @@ export class DynamicBatcher<I, O> {
         }
       }
       for (const e of batch) e.gone = true;
-      this.depthCount -= batch.length;
-      void this.launch(batch);
+      this.depthCount -= rows;
+      void this.launch(batch, rows);
     }
   }
 
@@ -302,51 +321,52 @@ export class DynamicBatcher<I, O> {
 
   /**
    * The head entry plus others: those of the head's key first (in arrival order), then those of the nearest
-   * keys, while the batch stays within count and cost. `full` when a cap, not a lack of entries, ended it.
+   * keys, while the batch stays within rows and cost. `full` when a cap, not a lack of entries, ended it.
    */
-  private select(head: Entry<I, O>): { batch: Entry<I, O>[]; full: boolean } {
+  private select(head: Entry<I, O>): { batch: Entry<I, O>[]; rows: number; full: boolean } {
     const { maxBatchSize, maxBatchCost, padded } = this.options;
     const batch = [head];
-    let sum = head.cost;
+    let rows = head.rows;
+    let sum = head.cost * head.rows;
     let max = head.cost;
     let full = false;
-    const tryAdd = (e: Entry<I, O>): boolean => {
+    const tryAdd = (e: Entry<I, O>): void => {
       const nextMax = Math.max(max, e.cost);
-      const cost = padded ? nextMax * (batch.length + 1) : sum + e.cost;
-      if (cost > maxBatchCost) {
+      const cost = padded ? nextMax * (rows + e.rows) : sum + e.cost * e.rows;
+      if (rows + e.rows > maxBatchSize || cost > maxBatchCost) {
         full = true;
-        return false;
+        return;
       }
       batch.push(e);
-      sum += e.cost;
+      rows += e.rows;
+      sum += e.cost * e.rows;
       max = nextMax;
-      return true;
     };
     const others: Entry<I, O>[] = [];
-    for (let i = 1; i < this.queue.length && batch.length < maxBatchSize; i++) {
+    for (let i = 1; i < this.queue.length && rows < maxBatchSize; i++) {
       const e = this.queue[i]!;
       if (e.gone) continue;
       if (e.key === head.key) tryAdd(e);
       else others.push(e);
     }
-    if (batch.length < maxBatchSize && others.length > 0) {
+    if (rows < maxBatchSize && others.length > 0) {
       others.sort((a, b) => Math.abs(a.key - head.key) - Math.abs(b.key - head.key) || a.seq - b.seq);
       for (const e of others) {
-        if (batch.length >= maxBatchSize) break;
+        if (rows >= maxBatchSize) break;
         tryAdd(e);
       }
     }
-    if (batch.length >= maxBatchSize) full = true;
-    if (padded ? max * batch.length >= maxBatchCost : sum >= maxBatchCost) full = true;
-    return { batch, full };
+    if (rows >= maxBatchSize) full = true;
+    if (padded ? max * rows >= maxBatchCost : sum >= maxBatchCost) full = true;
+    return { batch, rows, full };
   }
 
-  private async launch(batch: Entry<I, O>[]): Promise<void> {
+  private async launch(batch: Entry<I, O>[], rows: number): Promise<void> {
     this.runningCount++;
     const started = performance.now();
     const requests = [...new Set(batch.map((e) => e.request))];
     const maxCost = batch.reduce((m, e) => Math.max(m, e.cost), 0);
-    const cost = this.options.padded ? maxCost * batch.length : batch.reduce((s, e) => s + e.cost, 0);
+    const cost = this.options.padded ? maxCost * rows : batch.reduce((s, e) => s + e.cost * e.rows, 0);
     const links: Link[] = [];
     for (const r of requests) {
       const sc = trace.getSpanContext(r.parent);
@@ -355,14 +375,14 @@ export class DynamicBatcher<I, O> {
     // The batch belongs to the trace of its oldest request and links to every request it serves.
     const span = tracer().startSpan(
       `${this.options.name} batch`,
-      { links, attributes: { ...this.options.attributes, [Attr.batchSize]: batch.length, 'maas.batch_cost': cost, 'maas.batch_requests': requests.length } },
+      { links, attributes: { ...this.options.attributes, [Attr.batchSize]: rows, 'maas.batch_cost': cost, 'maas.batch_requests': requests.length } },
       requests[0]!.parent,
     );
     for (const r of requests) {
       if (r.firstStart !== undefined) continue;
       r.firstStart = started;
       const queueMs = started - r.enqueuedAt;
-      r.queueSpan.setAttributes({ [Attr.batchSize]: batch.length, [Attr.queueMs]: queueMs });
+      r.queueSpan.setAttributes({ [Attr.batchSize]: rows, [Attr.queueMs]: queueMs });
       r.queueSpan.addLink({ context: span.spanContext() });
       r.queueSpan.end();
       this.metrics.queueMs.record(queueMs, this.metricAttributes);
@@ -373,7 +393,7 @@ export class DynamicBatcher<I, O> {
       outputs = await context.with(trace.setSpan(requests[0]!.parent, span), () =>
         this.options.run(
           batch.map((e) => e.item),
-          { size: batch.length, cost, maxCost, span },
+          { size: rows, cost, maxCost, span },
         ),
       );
       if (!Array.isArray(outputs) || outputs.length !== batch.length) {
@@ -386,9 +406,9 @@ export class DynamicBatcher<I, O> {
     }
     const ms = performance.now() - started;
     span.end();
-    this.record(batch.length, cost, ms);
+    this.record(rows, cost, ms);
     if (outputs) {
-      this.counts.ran += batch.length;
+      this.counts.ran += rows;
       for (const r of requests) {
         r.runMs += ms;
         r.batches++;
@@ -426,7 +446,7 @@ export class DynamicBatcher<I, O> {
     for (const e of this.queue) {
       if (e.request !== request || e.gone) continue;
       e.gone = true;
-      removed++;
+      removed += e.rows;
     }
     this.depthCount -= removed;
     if (cancelled && removed > 0) {
