@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EmbedResponse, EmbedStreamResponse } from '../../gen/maas/embeddings/v1/embeddings.js';
-import { EmbeddingServiceDefinition, encodeEmbedResponse, encodeEmbedStreamResponse } from './wire.js';
+import { EmbeddingServiceDefinition, embedResponseBytes, embedStreamResponseBytes } from './wire.js';
 
 function response(seed: number, inputs: number, dimensions: number): EmbedResponse {
   let a = seed;
@@ -24,23 +24,23 @@ describe('embedding response encoding', () => {
     for (const [inputs, dimensions] of [[0, 0], [1, 100], [32, 100], [3, 768], [2, 0]] as const) {
       const m = response(inputs * 1000 + dimensions, inputs, dimensions);
       const generated = EmbedResponse.encode({ ...m, embeddings: m.embeddings.map((e) => ({ ...e, values: Array.from(e.values) })) }).finish();
-      expect(Buffer.from(encodeEmbedResponse(m).finish())).toEqual(Buffer.from(generated));
+      expect(Buffer.from(embedResponseBytes(m))).toEqual(Buffer.from(generated));
       const asArrays = { ...m, embeddings: m.embeddings.map((e) => ({ ...e, values: Array.from(e.values) })) };
-      expect(Buffer.from(encodeEmbedResponse(asArrays).finish())).toEqual(Buffer.from(generated));
+      expect(Buffer.from(embedResponseBytes(asArrays))).toEqual(Buffer.from(generated));
     }
   });
 
   it('keeps a vector that is a view into a larger buffer to its own values', () => {
     const big = Float32Array.from({ length: 300 }, (_, i) => i);
     const m = EmbedResponse.fromPartial({ embeddings: [{ values: big.subarray(100, 200) as unknown as number[], index: 0 }], dimensions: 100 });
-    expect(EmbedResponse.decode(encodeEmbedResponse(m).finish()).embeddings[0]!.values).toEqual(Array.from({ length: 100 }, (_, i) => 100 + i));
+    expect(EmbedResponse.decode(embedResponseBytes(m)).embeddings[0]!.values).toEqual(Array.from({ length: 100 }, (_, i) => 100 + i));
   });
 
   it('encodes stream responses with a result or an error like the generated encoder, and round-trips them', () => {
     const ok = EmbedStreamResponse.fromPartial({ tag: 'page-7', response: response(5, 4, 16) });
     const failed = EmbedStreamResponse.fromPartial({ tag: 'page-8', error: { code: 3, message: 'inputs[0] is empty', details: [] } });
     for (const m of [ok, failed, EmbedStreamResponse.fromPartial({ response: response(1, 1, 8) })]) {
-      const bytes = encodeEmbedStreamResponse(m).finish();
+      const bytes = embedStreamResponseBytes(m);
       expect(Buffer.from(bytes)).toEqual(Buffer.from(EmbedStreamResponse.encode(m).finish()));
       expect(EmbedStreamResponse.decode(bytes)).toEqual(EmbedStreamResponse.decode(EmbedStreamResponse.encode(m).finish()));
     }
@@ -53,7 +53,7 @@ describe('embedding response encoding', () => {
     expect(EmbeddingServiceDefinition.tokenize).toBeDefined();
   });
 
-  it('gives each response its own bytes while the serializer reuses one writer, after small, large and huge answers', () => {
+  it('gives each response its own bytes, of exactly its length, after small, large and huge answers', () => {
     const serialize = EmbeddingServiceDefinition.embed.responseSerialize;
     const messages = [response(1, 32, 100), response(2, 1, 4), response(3, 3, 100_000), response(4, 2, 8), response(5, 32, 100)];
     const buffers = messages.map((m) => serialize(m));

@@ -1,11 +1,12 @@
 // Encoding of the embedding responses, the service's largest messages (dimensions × inputs floats). The
-// generated encoder writes a packed float field one value at a time; a packed float field is the values'
-// little-endian IEEE bytes after a length, which on a little-endian host are a Float32Array's own bytes, so
-// here each vector goes out in one copy, and each Embedding is written field by field after its counted length.
-// The response's other fields are left to the generated encoders, and the bytes are exactly the generated
-// encoding's (wire.test.ts checks both ways). Big-endian hosts use the generated encoders unchanged.
+// generated encoder writes a packed float field one value at a time, through a writer that gathers varints in
+// arrays and copies every part once more at the end. A packed float field is the values' little-endian IEEE
+// bytes after a length, which on a little-endian host are a Float32Array's own bytes; so here the response is
+// sized first and written into one buffer of exactly its length: each Embedding field by field after its
+// length, each vector in one copy. The response's other (small) fields are left to the generated encoder, and
+// the bytes are exactly the generated encoding's (wire.test.ts checks both ways). Big-endian hosts use the
+// generated encoders unchanged.
 import { endianness } from 'node:os';
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import {
   EmbeddingServiceService,
   type Embedding,
@@ -38,12 +39,18 @@ function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x20_0000 ? 3 : v < 0x1000_0000 ? 4 : 5;
 }
 
-/**
- * One Embedding, length-prefixed as a field of EmbedResponse, its fields in the generated encoder's order and
- * form. Its length is counted first, so no nested writer (a fork per embedding) and no copy of the message are
- * needed: a response carries one per input.
- */
-function encodeEmbedding(e: Embedding, w: BinaryWriter): void {
+/** Writes v (an unsigned 32-bit value) as a varint at pos; returns the position after it. */
+function writeVarint(out: Uint8Array, pos: number, v: number): number {
+  while (v > 0x7f) {
+    out[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[pos++] = v;
+  return pos;
+}
+
+/** Bytes of one Embedding message's fields. */
+function embeddingSize(e: Embedding): number {
   const floats = e.values.length * 4;
   const index = e.index >>> 0;
   const tokens = e.tokens >>> 0;
@@ -52,25 +59,57 @@ function encodeEmbedding(e: Embedding, w: BinaryWriter): void {
   if (index !== 0) size += 1 + varintSize(index);
   if (tokens !== 0) size += 1 + varintSize(tokens);
   if (e.truncated) size += 2;
-  w.uint32(EMBEDDINGS_TAG).uint32(size);
-  if (floats !== 0) w.uint32(VALUES_TAG).bytes(floatBytes(e.values));
-  if (index !== 0) w.uint32(INDEX_TAG).uint32(index);
-  if (tokens !== 0) w.uint32(TOKENS_TAG).uint32(tokens);
-  if (e.truncated) w.uint32(TRUNCATED_TAG).bool(true);
+  return size;
 }
 
-export function encodeEmbedResponse(m: EmbedResponse, w: BinaryWriter = new BinaryWriter()): BinaryWriter {
-  if (!LITTLE_ENDIAN) return EmbedResponse.encode(m, w);
-  for (const e of m.embeddings) encodeEmbedding(e, w);
-  return EmbedResponse.encode({ ...m, embeddings: [] }, w);
+/** One Embedding as a field of EmbedResponse (tag, length, fields in the generated encoder's order and form). */
+function writeEmbedding(e: Embedding, out: Uint8Array, pos: number): number {
+  out[pos++] = EMBEDDINGS_TAG;
+  pos = writeVarint(out, pos, embeddingSize(e));
+  const floats = e.values.length * 4;
+  if (floats !== 0) {
+    out[pos++] = VALUES_TAG;
+    pos = writeVarint(out, pos, floats);
+    out.set(floatBytes(e.values), pos);
+    pos += floats;
+  }
+  if (e.index >>> 0 !== 0) {
+    out[pos++] = INDEX_TAG;
+    pos = writeVarint(out, pos, e.index >>> 0);
+  }
+  if (e.tokens >>> 0 !== 0) {
+    out[pos++] = TOKENS_TAG;
+    pos = writeVarint(out, pos, e.tokens >>> 0);
+  }
+  if (e.truncated) {
+    out[pos++] = TRUNCATED_TAG;
+    out[pos++] = 1;
+  }
+  return pos;
 }
 
-export function encodeEmbedStreamResponse(m: EmbedStreamResponse, w: BinaryWriter = new BinaryWriter()): BinaryWriter {
-  if (!LITTLE_ENDIAN || m.response === undefined) return EmbedStreamResponse.encode(m, w);
+/** An EmbedResponse's bytes, in one Buffer of exactly their length. */
+export function embedResponseBytes(m: EmbedResponse): Buffer {
+  if (!LITTLE_ENDIAN) return asBuffer(EmbedResponse.encode(m).finish());
+  const rest = EmbedResponse.encode({ ...m, embeddings: [] }).finish();
+  let size = rest.byteLength;
+  for (const e of m.embeddings) {
+    const s = embeddingSize(e);
+    size += 1 + varintSize(s) + s;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (const e of m.embeddings) pos = writeEmbedding(e, out, pos);
+  out.set(rest, pos);
+  return out;
+}
+
+/** An EmbedStreamResponse's bytes: its tag (field 1), then its response (field 2) as embedResponseBytes writes it. */
+export function embedStreamResponseBytes(m: EmbedStreamResponse): Buffer {
+  if (!LITTLE_ENDIAN || m.response === undefined) return asBuffer(EmbedStreamResponse.encode(m).finish());
   // Field order as generated: tag (1), then response (2); error (3) is unset when response is set (oneof).
-  EmbedStreamResponse.encode({ ...m, response: undefined }, w);
-  encodeEmbedResponse(m.response, w.uint32(RESPONSE_TAG).fork());
-  return w.join();
+  const w = EmbedStreamResponse.encode({ ...m, response: undefined });
+  return asBuffer(w.uint32(RESPONSE_TAG).bytes(embedResponseBytes(m.response)).finish());
 }
 
 /** The bytes of a finished writer as a Buffer, without copying them again. */
@@ -78,24 +117,9 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/**
- * One writer for every response (serialization is synchronous, so calls never interleave): its buffer keeps
- * the size of the largest response so far, so writing does not grow and copy it again for each response, and
- * finish() copies the bytes out once. After a response over KEEP_BYTES the writer is let go, so one huge
- * answer does not pin its buffer.
- */
-const KEEP_BYTES = 1 << 20;
-let shared = new BinaryWriter();
-
-function serialize(write: (w: BinaryWriter) => BinaryWriter): Buffer {
-  const bytes = write(shared).finish();
-  if (bytes.byteLength > KEEP_BYTES) shared = new BinaryWriter();
-  return asBuffer(bytes);
-}
-
 /** The generated service definition with the fast response encoders on Embed and EmbedStream. */
 export const EmbeddingServiceDefinition = {
   ...EmbeddingServiceService,
-  embed: { ...EmbeddingServiceService.embed, responseSerialize: (m: EmbedResponse): Buffer => serialize((w) => encodeEmbedResponse(m, w)) },
-  embedStream: { ...EmbeddingServiceService.embedStream, responseSerialize: (m: EmbedStreamResponse): Buffer => serialize((w) => encodeEmbedStreamResponse(m, w)) },
+  embed: { ...EmbeddingServiceService.embed, responseSerialize: embedResponseBytes },
+  embedStream: { ...EmbeddingServiceService.embedStream, responseSerialize: embedStreamResponseBytes },
 } as const;
