@@ -71,6 +71,19 @@ describe('DynamicBatcher', () => {
     expect(b.stats().lastBatchSize).toBe(3);
   });
 
+  it('starts a full batch at once when the runner is free, and waits for the turn to end otherwise', async () => {
+    const runner = new Runner();
+    const b = make(runner, { maxBatchSize: 2 });
+    const partial = b.submit([entry('a')]);
+    // One entry: queued until this turn of the event loop ends, so others may join.
+    expect(b.stats()).toMatchObject({ running: 0, depth: 1 });
+    const full = b.submit([entry('b')]);
+    // Two: a full batch, started within the submit.
+    expect(b.stats()).toMatchObject({ running: 1, depth: 0 });
+    await Promise.all([partial, full]);
+    expect(runner.batches).toEqual([['a', 'b']]);
+  });
+
   it('caps batches by count', async () => {
     const runner = new Runner();
     const b = make(runner, { maxBatchSize: 2 });

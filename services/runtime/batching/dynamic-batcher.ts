@@ -8,6 +8,9 @@
 // An entry stands for one row of the batch, or for several of like cost (`rows`: a run of one request's texts),
 // so a request of many inputs queues as a few entries, not one object per input; counts, the queue's limit and
 // the batch's size are in rows.
+// Batches form once the event loop's current turn ends (so what arrived together batches together), except that
+// a full batch starts within the submit that fills it when a runner is free: under load, a burst of calls read
+// from one socket would otherwise keep an idle model waiting until the whole burst was handled.
 //
 // Shaped after TEI's queue (core/src/queue.rs: padded batch cost = longest entry × count, dropped entries
 // skipped when the batch is formed) and Triton's dynamic batcher (max queue delay).
@@ -231,7 +234,9 @@ export class DynamicBatcher<I, O> {
       for (const e of queued) this.queue.push(e);
       this.depthCount += rows;
       this.counts.submitted += rows;
-      this.schedule();
+      // A full batch waiting and a free runner: run it now rather than after this turn's other I/O.
+      if (this.depthCount >= this.options.maxBatchSize && this.runningCount < this.concurrency) this.pump();
+      else this.schedule();
     });
   }
 
