@@ -8,7 +8,7 @@ export const spec = {
   ...modelServiceSettings('embeddings'),
   defaultModel: setting('MAAS_EMBEDDINGS_DEFAULT_MODEL', z.string().min(1), 'glove-100d', 'model used when a request names none (through its `default` alias)'),
   preloadDefault: setting('MAAS_EMBEDDINGS_PRELOAD', bool(), 'true', 'load the default model at start, so the first request does not wait for it'),
-  maxBatchSize: setting('MAAS_EMBEDDINGS_MAX_BATCH_SIZE', positiveInt(), '256', 'most inputs in one batch (MAAS_EMBEDDINGS_MAX_BATCH_TOKENS caps long inputs first)'),
+  maxBatchSize: setting('MAAS_EMBEDDINGS_MAX_BATCH_SIZE', positiveInt(), '512', 'most inputs in one batch (MAAS_EMBEDDINGS_MAX_BATCH_TOKENS caps long inputs first)'),
   maxBatchTokens: setting('MAAS_EMBEDDINGS_MAX_BATCH_TOKENS', positiveInt(), '16384', 'most padded tokens (longest input × inputs) in one batch'),
   maxQueueDelayMs: setting('MAAS_EMBEDDINGS_MAX_QUEUE_DELAY_MS', nonNegativeInt(), '0', 'how long an input may wait for its batch to fill while the model is idle (0: run at once; batches still grow under load)'),
   maxQueueSize: setting('MAAS_EMBEDDINGS_MAX_QUEUE_INPUTS', positiveInt(), '4096', 'inputs waiting per model version before requests are refused with RESOURCE_EXHAUSTED'),
