@@ -4,13 +4,13 @@
 // of consecutive inputs of like length, not one entry each, with estimated token costs, and are tokenized where
 // the model runs, off the event loop), refuses over-long inputs when truncation is off, and answers the vectors
 // as the request shaped them (dimensions, normalization: done where the model runs). No gRPC here.
-import { lengthBucket } from '../../runtime/batching/dynamic-batcher.js';
+import { lengthBucket, type BatchEntry } from '../../runtime/batching/dynamic-batcher.js';
 import { InvalidArgumentError } from '../../runtime/errors.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
 import { counter } from '../../runtime/telemetry/metrics.js';
 import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider, RowShape, TextRange } from './model.js';
-import type { TokenView, TruncationSide } from './tokenizer.js';
+import type { TextTokenizer, TokenView, TruncationSide } from './tokenizer.js';
 
 export interface EmbedderLimits {
   /** Most texts in one request. */
@@ -95,9 +95,7 @@ export class Embedder {
       const { tokenizer, batcher } = model;
       const shape: RowShape = { side: params.side, dimensions: dims, normalize: params.normalize };
       const { inputs } = params;
-      const entries = textRanges(inputs, (text) => tokenizer.estimate(text), Math.min(MAX_RANGE_INPUTS, batcher.maxBatchSize), batcher.maxBatchCost).map(
-        ({ start, end, cost }) => ({ item: { texts: inputs, start, end, shape } satisfies TextRange, cost, rows: end - start, key: lengthBucket(cost) }),
-      );
+      const entries = textRanges(inputs, shape, tokenizer, Math.min(MAX_RANGE_INPUTS, batcher.maxBatchSize), batcher.maxBatchCost);
       const submitted = await batcher.submit(entries, { signal });
       const stride = model.info.dimensions;
       const embeddings: EmbeddingResult[] = new Array(inputs.length);
@@ -197,24 +195,26 @@ const MAX_RANGE_INPUTS = 64;
  * they would cost one by one, near enough: a run ends before an input that would make its longest estimate more
  * than twice its shortest plus 8 tokens (it is padded to its longest in the batcher's count), at maxInputs
  * inputs, or before its padded cost (longest × inputs) would pass maxCost. Each run's cost is its longest
- * input's estimate. Requests of sentences of like length make one run per 64 inputs.
+ * input's estimate, and its key that cost's length bucket. Requests of sentences of like length make one run per
+ * 64 inputs.
  */
 export function textRanges(
   texts: readonly string[],
-  estimate: (text: string) => number,
+  shape: RowShape,
+  tokenizer: Pick<TextTokenizer, 'estimate'>,
   maxInputs: number,
   maxCost: number,
-): { start: number; end: number; cost: number }[] {
-  const out: { start: number; end: number; cost: number }[] = [];
+): BatchEntry<TextRange>[] {
+  const out: BatchEntry<TextRange>[] = [];
   let start = 0;
   let shortest = 0;
   let longest = 0;
   for (let i = 0; i < texts.length; i++) {
-    const c = estimate(texts[i]!);
+    const c = tokenizer.estimate(texts[i]!);
     const lo = i === start ? c : Math.min(shortest, c);
     const hi = i === start ? c : Math.max(longest, c);
     if (i > start && (hi > 2 * lo + 8 || i - start >= maxInputs || hi * (i - start + 1) > maxCost)) {
-      out.push({ start, end: i, cost: longest });
+      out.push(rangeEntry(texts, start, i, shape, longest));
       start = i;
       shortest = longest = c;
     } else {
@@ -222,8 +222,12 @@ export function textRanges(
       longest = hi;
     }
   }
-  if (texts.length > start) out.push({ start, end: texts.length, cost: longest });
+  if (texts.length > start) out.push(rangeEntry(texts, start, texts.length, shape, longest));
   return out;
+}
+
+function rangeEntry(texts: readonly string[], start: number, end: number, shape: RowShape, cost: number): BatchEntry<TextRange> {
+  return { item: { texts, start, end, shape }, cost, rows: end - start, key: lengthBucket(cost) };
 }
 
 function describeLoaded(l: LoadedEmbeddingModel, alias: string): ModelDescription {
