@@ -29,7 +29,7 @@ export interface BatcherOptions<I, O> {
    * rows (what a padded tensor really holds). An entry costlier than this still runs, alone.
    */
   maxBatchCost: number;
-  /** Batch cost counts padding: max(cost) × count instead of sum(cost). */
+  /** Batch cost counts padding: max(cost) × rows instead of sum(cost). */
   padded?: boolean;
   /**
    * How long the oldest queued entry may wait for its batch to fill while the runner is idle. 0 runs whatever
@@ -145,7 +145,7 @@ function createInstruments() {
     [...live].map((b) => ({ value: b.stats().depth, attributes: b.metricAttributes })),
   );
   return {
-    batchSize: histogram('maas_batch_size', 'rows (inputs, crops) per batch', [1, 2, 4, 8, 16, 32, 64, 128, 256]),
+    batchSize: histogram('maas_batch_size', 'rows (inputs, crops) per batch', [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]),
     batchCost: histogram('maas_batch_cost', 'cost (tokens, padded) per batch', [16, 64, 256, 1024, 4096, 16384, 65536]),
     batchMs: latencyHistogram('maas_batch_duration_ms', 'time to run one batch (model inference), in milliseconds'),
     queueMs: latencyHistogram('maas_batch_queue_ms', 'time a request waited before its first batch started, in milliseconds'),
