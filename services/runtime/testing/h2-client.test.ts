@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
+import net from 'node:net';
 import { echoProto, echoService } from '../../../test/fixtures/echo-service.js';
 import { silentLogger } from '../logger.js';
 import { MeshServer } from '../server.js';
@@ -49,6 +50,42 @@ describe('H2GrpcClient', () => {
     expect(answers).toEqual(Array(64).fill(request.length));
     // The connection stays usable, and stream ids go on.
     await expect(c.call('/maas.testing.v1.EchoService/Echo', frame('again'))).resolves.toBe(frame('again').length);
+  });
+
+  it('reads frames that arrive cut anywhere, even inside their 9-byte headers', async () => {
+    await start();
+    // A proxy that passes the server's bytes on in pieces of 1 to 13 bytes, one piece per turn of its event loop.
+    const sockets: net.Socket[] = [];
+    const proxy = net.createServer((down) => {
+      const up = net.connect({ host: '127.0.0.1', port, noDelay: true });
+      down.setNoDelay(true);
+      sockets.push(down, up);
+      down.pipe(up);
+      let queue = Promise.resolve();
+      let size = 0;
+      up.on('data', (chunk: Buffer) => {
+        queue = queue.then(async () => {
+          for (let at = 0; at < chunk.length; ) {
+            size = (size % 13) + 1;
+            down.write(chunk.subarray(at, at + size));
+            at += size;
+            await new Promise((r) => setImmediate(r));
+          }
+        });
+      });
+    });
+    const proxyPort = await new Promise<number>((resolve) => proxy.listen(0, '127.0.0.1', () => resolve((proxy.address() as net.AddressInfo).port)));
+    const sliced = new H2GrpcClient(`127.0.0.1:${proxyPort}`);
+    try {
+      const request = frame('y'.repeat(3000));
+      const answers = await Promise.all(Array.from({ length: 4 }, () => sliced.call('/maas.testing.v1.EchoService/Echo', request)));
+      expect(answers).toEqual(Array(4).fill(request.length));
+      await expect(sliced.call('/maas.testing.v1.EchoService/Fail', frame('not_found'))).rejects.toThrow(/without a response message/);
+    } finally {
+      sliced.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => proxy.close(r));
+    }
   });
 
   it('counts a call answered with an error status, or an unknown method, as failed', async () => {

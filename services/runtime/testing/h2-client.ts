@@ -19,6 +19,7 @@ const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8 } as con
 const SETTING = { MAX_CONCURRENT_STREAMS: 0x3, INITIAL_WINDOW_SIZE: 0x4, MAX_FRAME_SIZE: 0x5 } as const;
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const MAX_WINDOW = 2 ** 31 - 1;
+const EMPTY = Buffer.alloc(0);
 const DEFAULT_WINDOW = 65_535;
 
 interface Pending {
@@ -128,6 +129,11 @@ export class H2GrpcClient {
   /** Opens streams for queued calls while the server's stream limit allows. */
   private open(): void {
     const socket = this.connect();
+    // Calls started in one turn (the callers a read just answered) go out in one write.
+    if (!socket.writableCorked) {
+      socket.cork();
+      process.nextTick(() => socket.uncork());
+    }
     while (this.queued.length > 0 && this.streams.size < this.maxStreams) {
       const { path, body, pending } = this.queued.shift()!;
       const id = this.nextStream;
@@ -163,19 +169,31 @@ export class H2GrpcClient {
   }
 
   private read(chunk: Buffer): void {
-    this.input = this.input.length === 0 ? chunk : Buffer.concat([this.input, chunk]);
-    let at = 0;
-    while (this.input.length - at >= 9) {
-      const length = this.input.readUIntBE(at, 3);
-      if (this.input.length - at < 9 + length) break;
-      const type = this.input[at + 3]!;
-      const flags = this.input[at + 4]!;
-      const stream = this.input.readUInt32BE(at + 5) & 0x7fffffff;
-      this.onFrame(type, flags, stream, this.input.subarray(at + 9, at + 9 + length));
-      at += 9 + length;
+    let data = chunk;
+    // A frame begun in an earlier chunk: copy in only what it still lacks (not the whole chunk, which would copy
+    // most of every read once more), and handle it.
+    while (this.input.length > 0 && data.length > 0) {
+      const want = this.input.length < 9 ? 9 : 9 + this.input.readUIntBE(0, 3);
+      const take = Math.min(want - this.input.length, data.length);
+      this.input = Buffer.concat([this.input, data.subarray(0, take)]);
+      data = data.subarray(take);
+      if (this.input.length >= 9 && this.input.length === 9 + this.input.readUIntBE(0, 3)) {
+        this.frameAt(this.input, 0);
+        this.input = EMPTY;
+      }
     }
-    this.input = at === this.input.length ? Buffer.alloc(0) : this.input.subarray(at);
+    let at = 0;
+    while (data.length - at >= 9 && data.length - at >= 9 + data.readUIntBE(at, 3)) at = this.frameAt(data, at);
+    // What is left is the start of a frame: a view of this chunk, kept until the rest arrives.
+    if (at < data.length) this.input = data.subarray(at);
     this.flush();
+  }
+
+  /** Handles the whole frame at `at` in `buffer`; returns where the next one starts. */
+  private frameAt(buffer: Buffer, at: number): number {
+    const length = buffer.readUIntBE(at, 3);
+    this.onFrame(buffer[at + 3]!, buffer[at + 4]!, buffer.readUInt32BE(at + 5) & 0x7fffffff, buffer.subarray(at + 9, at + 9 + length));
+    return at + 9 + length;
   }
 
   private onFrame(type: number, flags: number, stream: number, payload: Buffer): void {
