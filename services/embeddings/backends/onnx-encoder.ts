@@ -69,6 +69,26 @@ export class OnnxEncoder {
 
   /** One vector per encoded input (pooled, not normalized by this service): views of one buffer, one per input. */
   async run(batch: readonly EncoderRow[]): Promise<Float32Array[]> {
+    const tensor = await this.infer(batch);
+    const hidden = tensor.dims[tensor.dims.length - 1]!;
+    // One buffer per batch, a view per row: small typed arrays of their own would each be a separate
+    // allocation outside the heap, which the garbage collector pays for.
+    const pooled = new Float32Array(batch.length * hidden);
+    this.pool(tensor, batch, pooled, 0);
+    const out: Float32Array[] = new Array(batch.length);
+    for (let r = 0; r < batch.length; r++) out[r] = pooled.subarray(r * hidden, (r + 1) * hidden);
+    return out;
+  }
+
+  /**
+   * As run, but writes the vectors into `into` (zeros there), row after row from row `first`, the model's
+   * dimensions apart: no view per input, and one copy for a graph that pools.
+   */
+  async runInto(batch: readonly EncoderRow[], into: Float32Array, first: number): Promise<void> {
+    this.pool(await this.infer(batch), batch, into, first);
+  }
+
+  private async infer(batch: readonly EncoderRow[]): Promise<ort.Tensor> {
     const rows = batch.length;
     const width = widest(batch);
     const feeds: Record<string, ort.Tensor> = {};
@@ -79,23 +99,23 @@ export class OnnxEncoder {
       feeds[name] = new ort.Tensor(type, data, dims);
     }
     const result = await this.session.run(feeds, [this.output]);
-    const tensor = result[this.output]!;
+    return result[this.output]!;
+  }
+
+  /** Pools (or, pooled by the graph, copies) the output's rows into `into` from row `first`; frees the output. */
+  private pool(tensor: ort.Tensor, batch: readonly EncoderRow[], into: Float32Array, first: number): void {
     const values = tensor.data as Float32Array;
-    // One buffer per batch, a view per row: small typed arrays of their own would each be a separate
-    // allocation outside the heap, which the garbage collector pays for.
-    const out: Float32Array[] = new Array(rows);
     if (this.pooledByModel) {
       const hidden = tensor.dims[1]!;
-      for (let r = 0; r < rows; r++) out[r] = values.subarray(r * hidden, (r + 1) * hidden);
+      into.set(values.subarray(0, batch.length * hidden), first * hidden);
     } else {
       const [, sequence, hidden] = tensor.dims as number[];
-      const pooled = new Float32Array(rows * hidden!);
-      for (let r = 0; r < rows; r++) {
-        out[r] = poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling, pooled.subarray(r * hidden!, (r + 1) * hidden!));
+      for (let r = 0; r < batch.length; r++) {
+        const at = (first + r) * hidden!;
+        poolRow(values, r, sequence!, hidden!, batch[r]!.ids.length, this.options.pooling, into.subarray(at, at + hidden!));
       }
     }
     tensor.dispose();
-    return out;
   }
 
   /** Runs one short input to learn the output width (and to fail at load, not at the first request). */

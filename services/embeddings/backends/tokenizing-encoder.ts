@@ -7,7 +7,7 @@
 import type { SessionLog, SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { BatchVectors, TextRange } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
-import { shape } from '../domain/vectors.js';
+import { normalizeRange } from '../domain/vectors.js';
 import { openOnnxEncoder, type EncoderOptions, type EncoderRow, type OnnxEncoder } from './onnx-encoder.js';
 
 /** What an opened encoder is, wherever it runs. */
@@ -95,17 +95,17 @@ export class TokenizingEncoder {
     }
     const ran = now();
     const values = new Float32Array(n * this.dimensions);
-    let width = 0;
     let runs = 0;
     for (const [start, end] of pieces(counts.subarray(0, n), this.maxBatchTokens)) {
-      const vectors = await this.encoder.run(start === 0 && end === n ? encoded : encoded.slice(start, end));
-      for (let r = start; r < end; r++) {
-        const at = r * this.dimensions;
-        values.set(vectors[r - start]!, at);
-        shape(values.subarray(at, at + this.dimensions), meta[n + r]! || this.dimensions, (meta[2 * n + r]! & NORMALIZE) !== 0);
-        if (counts[r]! > width) width = counts[r]!;
-      }
+      await this.encoder.runInto(start === 0 && end === n ? encoded : encoded.slice(start, end), values, start);
       runs++;
+    }
+    // Each row shaped as asked: its first `dimensions` values (the rest are left, unread), at unit length.
+    let width = 0;
+    for (let r = 0; r < n; r++) {
+      const at = r * this.dimensions;
+      if (meta[2 * n + r]! & NORMALIZE) normalizeRange(values, at, at + (meta[n + r]! || this.dimensions));
+      if (counts[r]! > width) width = counts[r]!;
     }
     return { values, counts, startedAt, tokenizeMs: ran - startedAt, runMs: now() - ran, width, runs };
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cosine, normalizeInPlace, poolRow, shape } from './vectors.js';
+import { cosine, normalizeInPlace, normalizeRange, poolRow } from './vectors.js';
 
 // A [batch 2, sequence 3, hidden 2] tensor: row 0 has 3 real tokens, row 1 has 2 and one padding position.
 const hidden = new Float32Array([1, 2, 3, 4, 5, 6, /* row 1 */ 10, 20, 30, 40, 99, 99]);
@@ -21,14 +21,14 @@ describe('poolRow', () => {
   });
 });
 
-describe('shape', () => {
-  it('keeps the first dimensions and renormalizes them', () => {
-    const v = shape(new Float32Array([3, 4, 12]), 2, true);
-    expect([...v].map((x) => +x.toFixed(6))).toEqual([0.6, 0.8]);
+describe('normalizeRange / normalizeInPlace', () => {
+  it('scales only the values in the range, as the first dimensions of a row are renormalized', () => {
+    const rows = new Float32Array([9, 9, 3, 4, 12, 9]);
+    normalizeRange(rows, 2, 4);
+    expect([...rows].map((x) => +x.toFixed(6))).toEqual([9, 9, 0.6, 0.8, 12, 9]);
   });
 
-  it('leaves a vector as is without normalize, and a zero vector stays zero', () => {
-    expect([...shape(new Float32Array([3, 4, 12]), 3, false)]).toEqual([3, 4, 12]);
+  it('leaves a zero vector zero', () => {
     expect([...normalizeInPlace(new Float32Array([0, 0]))]).toEqual([0, 0]);
   });
 

@@ -39,22 +39,18 @@ export function poolRow(
  * last bits, at the cost of a second pass.
  */
 export function normalizeInPlace(v: Float32Array): Float32Array {
-  let sum = 0;
-  for (let i = 0; i < v.length; i++) sum += v[i]! * v[i]!;
-  if (sum > 0 && Math.abs(sum - 1) > 1e-6) {
-    const scale = 1 / Math.sqrt(sum);
-    for (let i = 0; i < v.length; i++) v[i]! *= scale;
-  }
+  normalizeRange(v, 0, v.length);
   return v;
 }
 
-/**
- * The vector a request asked for: the first `dimensions` values, unit length when `normalize`. Shapes `v` in
- * place and returns a view of it (v is the request's own).
- */
-export function shape(v: Float32Array, dimensions: number, normalize: boolean): Float32Array {
-  const out = dimensions < v.length ? v.subarray(0, dimensions) : v;
-  return normalize ? normalizeInPlace(out) : out;
+/** normalizeInPlace for the values from start up to end of a larger buffer (rows of a batch, without a view each). */
+export function normalizeRange(v: Float32Array, start: number, end: number): void {
+  let sum = 0;
+  for (let i = start; i < end; i++) sum += v[i]! * v[i]!;
+  if (sum > 0 && Math.abs(sum - 1) > 1e-6) {
+    const scale = 1 / Math.sqrt(sum);
+    for (let i = start; i < end; i++) v[i]! *= scale;
+  }
 }
 
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
