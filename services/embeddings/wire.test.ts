@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EmbedResponse, EmbedStreamResponse } from '../../gen/maas/embeddings/v1/embeddings.js';
-import { EmbeddingServiceDefinition, embedResponseBytes, embedStreamResponseBytes } from './wire.js';
+import { EmbedRequest, EmbedResponse, EmbedStreamRequest, EmbedStreamResponse, TruncationDirection } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { decodeEmbedRequest, decodeEmbedStreamRequest, decodeUtf8, EmbeddingServiceDefinition, embedResponseBytes, embedStreamResponseBytes } from './wire.js';
 
 function response(seed: number, inputs: number, dimensions: number): EmbedResponse {
   let a = seed;
@@ -58,5 +58,50 @@ describe('embedding response encoding', () => {
     const messages = [response(1, 32, 100), response(2, 1, 4), response(3, 3, 100_000), response(4, 2, 8), response(5, 32, 100)];
     const buffers = messages.map((m) => serialize(m));
     messages.forEach((m, i) => expect(buffers[i]).toEqual(Buffer.from(EmbedResponse.encode(m).finish())));
+  });
+});
+
+describe('embedding request decoding', () => {
+  it('turns every byte sequence into the text TextDecoder gives, valid UTF-8 or not, and throws when strict on bad bytes', () => {
+    const decoder = new TextDecoder();
+    let a = 7;
+    const next = () => (a = (a * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    // Bytes around the UTF-8 boundaries: continuation bytes alone, overlong leads, surrogates, beyond U+10FFFF.
+    const edges = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff];
+    for (let t = 0; t < 20_000; t++) {
+      const bytes = Buffer.from(Array.from({ length: 1 + Math.floor(next() * 12) }, () => (next() < 0.5 ? edges[Math.floor(next() * edges.length)]! : Math.floor(next() * 256))));
+      expect(decodeUtf8(bytes)).toBe(decoder.decode(bytes));
+      expect(decodeUtf8(new Uint8Array(bytes))).toBe(decoder.decode(bytes));
+    }
+    expect(decodeUtf8(Buffer.from('é 日本 🙂'), true)).toBe('é 日本 🙂');
+    expect(() => decodeUtf8(Buffer.from([0xc3]), true)).toThrow();
+  });
+
+  it('decodes requests exactly as the generated decoders do, and refuses what they refuse', () => {
+    const long = 'The river rose in the night and the town slept on, unaware of the water at its doors.';
+    const request = EmbedRequest.fromPartial({
+      model: { name: 'glove-100d', alias: 'default' },
+      inputs: ['cat', long, 'é 日本 🙂 '.repeat(9), '', 'x'.repeat(5000)],
+      normalize: false,
+      truncate: true,
+      truncationDirection: TruncationDirection.TRUNCATION_DIRECTION_LEFT,
+      dimensions: 7,
+    });
+    const bytes = Buffer.from(EmbedRequest.encode(request).finish());
+    expect(decodeEmbedRequest(bytes)).toEqual(EmbedRequest.decode(bytes));
+    expect(EmbeddingServiceDefinition.embed.requestDeserialize(bytes)).toEqual(request);
+    // Invalid UTF-8 inside a text (field 2, 40 bytes): the same replacement characters.
+    const head = Buffer.from(EmbedRequest.encode({ ...request, inputs: ['ok'] }).finish());
+    const withBad = Buffer.concat([head, Buffer.from([0x12, 40, ...Buffer.from('a'.repeat(36)), 0xff, 0xc3, 0x28, 0xe2])]);
+    expect(decodeEmbedRequest(withBad)).toEqual(EmbedRequest.decode(withBad));
+    expect(decodeEmbedRequest(withBad).inputs[1]).toContain('\ufffd');
+    const stream = Buffer.from(EmbedStreamRequest.encode({ tag: 'page-7', request }).finish());
+    expect(decodeEmbedStreamRequest(stream)).toEqual(EmbedStreamRequest.decode(stream));
+    expect(EmbeddingServiceDefinition.embedStream.requestDeserialize(stream)).toEqual(EmbedStreamRequest.decode(stream));
+    // Truncated and malformed messages throw, as with the generated decoder.
+    for (const broken of [bytes.subarray(0, bytes.length - 3), Buffer.from([0x12, 0x7f, 0x41]), Buffer.from([0x0f])]) {
+      expect(() => EmbedRequest.decode(broken)).toThrow();
+      expect(() => decodeEmbedRequest(broken)).toThrow();
+    }
   });
 });
