@@ -52,6 +52,8 @@ describe('packTexts', () => {
     expect(packed.text).toBe('oneé 日本x');
     // Where each text ends, the dimensions kept, the flags (1: from the left, 2: normalize).
     expect(Array.from(packed.rows)).toEqual([3, 7, 7, 8, 3, 3, 3, 0, 3, 3, 3, 0]);
+    // The row buffer is moved to the thread whole, so it holds the three numbers per row and nothing else.
+    expect(packed.rows.buffer.byteLength).toBe(3 * 4 * 4);
     expect(structuredClone(packed)).toEqual(packed);
   });
 });
