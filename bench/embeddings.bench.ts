@@ -14,9 +14,11 @@
 // spread over two load processes that speak gRPC with requests encoded ahead of time over a minimal HTTP/2
 // client on a TCP socket (testing/h2-client.ts, as the native ghz and h2load are): a generated grpc-js client,
 // or even node:http2's, costs more CPU per call than the servers under test, and on a 2-core machine would
-// measure itself. (a) and (c) run at the same time and take turns cell by cell (best of two rounds each), so a
-// busy moment of a shared machine hits both alike. Then the ratios against the issue's goals: (a) ≥ 1.5× (c) at
-// 64 clients with 1 input per request; (a) with 32 inputs per request ≥ 50% of (b).
+// measure itself; and they run at the lowest CPU priority (nice 19), so that when a client and a server both
+// want one of the two cores the server gets it, as it would with its clients on other machines. (a) and (c) run
+// at the same time and take turns cell by cell (best of two rounds each), so a busy moment of a shared machine
+// hits both alike. Then the ratios against the issue's goals: (a) ≥ 1.5× (c) at 64 clients with 1 input per
+// request; (a) with 32 inputs per request ≥ 50% of (b).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
