@@ -2,17 +2,7 @@
 // bounded window of requests in flight and answers them in order; a failed request answers with its status.
 import { Status as RpcStatus } from '../../gen/google/rpc/status.js';
 import type { ModelRef } from '../../gen/maas/common/v1/model.js';
-import {
-  Pooling,
-  TruncationDirection,
-  type EmbedRequest,
-  type EmbedResponse,
-  type EmbedStreamRequest,
-  type EmbedStreamResponse,
-  type Embedding,
-  type EmbeddingServiceService,
-  type ModelInfo,
-} from '../../gen/maas/embeddings/v1/embeddings.js';
+import { Pooling, TruncationDirection, type EmbedResponse, type EmbedStreamResponse, type Embedding, type ModelInfo } from '../../gen/maas/embeddings/v1/embeddings.js';
 import { InvalidArgumentError } from '../runtime/errors.js';
 import { toStatus } from '../runtime/grpc-status.js';
 import type { Logger } from '../runtime/logger.js';
@@ -20,6 +10,7 @@ import type { ModelSelector } from '../runtime/models/types.js';
 import type { CallContext, Handlers } from '../runtime/server.js';
 import type { Embedder, EmbedResult, ModelDescription } from './domain/embedder.js';
 import type { TruncationSide } from './domain/tokenizer.js';
+import type { EmbedCall, EmbeddingServiceDefinition, EmbedStreamCall } from './wire.js';
 
 export interface HandlerDeps {
   embedder: Embedder;
@@ -28,8 +19,8 @@ export interface HandlerDeps {
   log: Logger;
 }
 
-export function createEmbeddingHandlers({ embedder, streamWindow, log }: HandlerDeps): Handlers<typeof EmbeddingServiceService> {
-  const embed = async (req: EmbedRequest, signal: AbortSignal): Promise<EmbedResponse> =>
+export function createEmbeddingHandlers({ embedder, streamWindow, log }: HandlerDeps): Handlers<typeof EmbeddingServiceDefinition> {
+  const embed = async (req: EmbedCall, signal: AbortSignal): Promise<EmbedResponse> =>
     toEmbedResponse(
       await embedder.embed(
         {
@@ -47,8 +38,8 @@ export function createEmbeddingHandlers({ embedder, streamWindow, log }: Handler
   return {
     embed: (req, ctx) => embed(req, ctx.signal),
 
-    async *embedStream(requests: AsyncIterable<EmbedStreamRequest>, ctx: CallContext): AsyncIterable<EmbedStreamResponse> {
-      const answer = async (m: EmbedStreamRequest): Promise<EmbedStreamResponse> => {
+    async *embedStream(requests: AsyncIterable<EmbedStreamCall>, ctx: CallContext): AsyncIterable<EmbedStreamResponse> {
+      const answer = async (m: EmbedStreamCall): Promise<EmbedStreamResponse> => {
         try {
           if (!m.request) throw InvalidArgumentError.field('request', 'must be set');
           return { tag: m.tag, response: await embed(m.request, ctx.signal) };
@@ -58,7 +49,7 @@ export function createEmbeddingHandlers({ embedder, streamWindow, log }: Handler
       };
       const reader = requests[Symbol.asyncIterator]();
       const pending: Promise<EmbedStreamResponse>[] = [];
-      let next: Promise<IteratorResult<EmbedStreamRequest>> | undefined;
+      let next: Promise<IteratorResult<EmbedStreamCall>> | undefined;
       let reading = true;
       while (reading || pending.length > 0) {
         if (reading && pending.length < streamWindow) {

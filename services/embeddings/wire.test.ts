@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { EmbedRequest, EmbedResponse, EmbedStreamRequest, EmbedStreamResponse, TruncationDirection } from '../../gen/maas/embeddings/v1/embeddings.js';
-import { decodeEmbedRequest, decodeEmbedStreamRequest, decodeUtf8, EmbeddingServiceDefinition, embedResponseBytes, embedStreamResponseBytes } from './wire.js';
+import {
+  decodeEmbedRequest,
+  decodeEmbedStreamRequest,
+  decodeUtf8,
+  EmbeddingServiceDefinition,
+  embedResponseBytes,
+  embedStreamResponseBytes,
+  splitFields,
+  type EmbedCall,
+  type EmbedStreamCall,
+} from './wire.js';
 
 function response(seed: number, inputs: number, dimensions: number): EmbedResponse {
   let a = seed;
@@ -77,7 +87,7 @@ describe('embedding request decoding', () => {
     expect(() => decodeUtf8(Buffer.from([0xc3]), true)).toThrow();
   });
 
-  it('decodes requests exactly as the generated decoders do, and refuses what they refuse', () => {
+  it('decodes requests as the generated decoders do, inputs kept as UTF-8, and refuses what they refuse', () => {
     const long = 'The river rose in the night and the town slept on, unaware of the water at its doors.';
     const request = EmbedRequest.fromPartial({
       model: { name: 'glove-100d', alias: 'default' },
@@ -88,20 +98,105 @@ describe('embedding request decoding', () => {
       dimensions: 7,
     });
     const bytes = Buffer.from(EmbedRequest.encode(request).finish());
-    expect(decodeEmbedRequest(bytes)).toEqual(EmbedRequest.decode(bytes));
-    expect(EmbeddingServiceDefinition.embed.requestDeserialize(bytes)).toEqual(request);
+    expect(read(decodeEmbedRequest(bytes))).toEqual(EmbedRequest.decode(bytes));
+    expect(read(EmbeddingServiceDefinition.embed.requestDeserialize(bytes))).toEqual(request);
+    // Kept as bytes, not decoded: sizes are UTF-8 bytes ('é 日本 🙂 ' is 15).
+    const call = decodeEmbedRequest(bytes);
+    expect([call.inputs.size(0), call.inputs.size(2), call.inputs.size(4)]).toEqual([3, 135, 5000]);
     // Invalid UTF-8 inside a text (field 2, 40 bytes): the same replacement characters.
     const head = Buffer.from(EmbedRequest.encode({ ...request, inputs: ['ok'] }).finish());
     const withBad = Buffer.concat([head, Buffer.from([0x12, 40, ...Buffer.from('a'.repeat(36)), 0xff, 0xc3, 0x28, 0xe2])]);
-    expect(decodeEmbedRequest(withBad)).toEqual(EmbedRequest.decode(withBad));
-    expect(decodeEmbedRequest(withBad).inputs[1]).toContain('\ufffd');
+    expect(read(decodeEmbedRequest(withBad))).toEqual(EmbedRequest.decode(withBad));
+    expect(decodeEmbedRequest(withBad).inputs.text(1)).toContain('\ufffd');
     const stream = Buffer.from(EmbedStreamRequest.encode({ tag: 'page-7', request }).finish());
-    expect(decodeEmbedStreamRequest(stream)).toEqual(EmbedStreamRequest.decode(stream));
-    expect(EmbeddingServiceDefinition.embedStream.requestDeserialize(stream)).toEqual(EmbedStreamRequest.decode(stream));
+    expect(readStream(decodeEmbedStreamRequest(stream))).toEqual(EmbedStreamRequest.decode(stream));
+    expect(readStream(EmbeddingServiceDefinition.embedStream.requestDeserialize(stream))).toEqual(EmbedStreamRequest.decode(stream));
     // Truncated and malformed messages throw, as with the generated decoder.
     for (const broken of [bytes.subarray(0, bytes.length - 3), Buffer.from([0x12, 0x7f, 0x41]), Buffer.from([0x0f])]) {
       expect(() => EmbedRequest.decode(broken)).toThrow();
       expect(() => decodeEmbedRequest(broken)).toThrow();
     }
   });
+
+  it('reads any mix of fields, known or not, in any order, as the generated decoders do', () => {
+    let a = 7;
+    const next = (n: number) => ((a = (a * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    const varint = (v: number) => {
+      const out: number[] = [];
+      while (v > 0x7f) {
+        out.push((v & 0x7f) | 0x80);
+        v = Math.floor(v / 128);
+      }
+      out.push(v);
+      return out;
+    };
+    const text = () => {
+      const pick = ['a', 'The ', 'é', '日本', '🙂', ' ', '\t'];
+      const bytes = [...Buffer.from(Array.from({ length: next(12) }, () => pick[next(pick.length)]).join(''))];
+      if (next(5) === 0) bytes.splice(next(bytes.length + 1), 0, [0xff, 0xc3, 0xe2, 0x80][next(4)]!);
+      return bytes;
+    };
+    const len = (key: number[], body: number[]) => [...key, ...varint(body.length), ...body];
+    const field = (): number[] => {
+      switch (next(11)) {
+        case 0:
+        case 1:
+        case 2:
+          return len([0x12], text());
+        case 3:
+          return len([0x0a], [...EmbedRequest.encode({ ...EmbedRequest.fromPartial({}), model: { name: `m${next(3)}`, version: next(4), alias: '' } }).finish()].slice(2));
+        case 4:
+          return [0x18, next(2)];
+        case 5:
+          return [0x20, next(2)];
+        case 6:
+          return [0x28, next(3)];
+        case 7:
+          return [0x30, ...varint(next(5000))];
+        case 8:
+          return [0x78, ...varint(next(2 ** 30)), ...(next(2) ? [0x81, 0x01, 1, 2, 3, 4, 5, 6, 7, 8] : [0x8d, 0x01, 1, 2, 3, 4])];
+        case 9:
+          return len([0x92, 0x01], text());
+        default:
+          // A group (field 19), which only the generated decoder reads.
+          return next(4) === 0 ? [0x9b, 0x01, 0x78, 1, 0x9c, 0x01] : [0x18, 1];
+      }
+    };
+    let checked = 0;
+    let split = 0;
+    for (let k = 0; k < 3000; k++) {
+      let bytes = Buffer.from(Array.from({ length: next(9) }, field).flat());
+      // Now and then cut short, or a bad byte where a key should be.
+      if (next(8) === 0) bytes = bytes.subarray(0, next(bytes.length + 1));
+      if (next(20) === 0) bytes = Buffer.concat([bytes, Buffer.from([[0x0f, 0x07, 0x80][next(3)]!])]);
+      let expected: EmbedRequest | undefined;
+      try {
+        expected = EmbedRequest.decode(bytes);
+      } catch {
+        expect(() => decodeEmbedRequest(bytes)).toThrow();
+        continue;
+      }
+      expect(read(decodeEmbedRequest(bytes))).toEqual(expected);
+      if (splitFields(bytes, 0x12)) split++;
+      // The same bytes as the request of an EmbedStreamRequest, once or twice, before or after its tag.
+      const inner = len([0x0a], [...bytes]);
+      const tag = len([0x12], [...Buffer.from(`t${k}`)]);
+      const stream = Buffer.from([...(next(2) ? [...inner, ...tag] : [...tag, ...inner]), ...(next(6) === 0 ? inner : [])]);
+      expect(readStream(decodeEmbedStreamRequest(stream))).toEqual(EmbedStreamRequest.decode(stream));
+      checked++;
+    }
+    // Most read field by field; the rest (groups) whole, by the generated decoder.
+    expect(checked).toBeGreaterThan(1500);
+    expect(split).toBeGreaterThan(1000);
+    expect(checked - split).toBeGreaterThan(100);
+  });
 });
+
+/** A decoded call with its inputs as strings, to compare with the generated decoder's message. */
+function read(call: EmbedCall): EmbedRequest {
+  return { ...call, inputs: call.inputs.toArray() };
+}
+
+function readStream(call: EmbedStreamCall): EmbedStreamRequest {
+  return { tag: call.tag, request: call.request && read(call.request) };
+}

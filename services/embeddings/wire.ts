@@ -6,9 +6,13 @@
 // length, each vector in one copy. The response's other (small) fields are left to the generated encoder, and
 // the bytes are exactly the generated encoding's (wire.test.ts checks both ways). Big-endian hosts use the
 // generated encoders unchanged.
-// Requests are decoded by the generated decoders, with their texts (dozens per request, most longer than the
-// reader's 32-byte ASCII fast path) turned from UTF-8 by Buffer's native slice instead of a TextDecoder call each:
-// the same strings for every byte sequence, valid or not (wire.test.ts), in about half the time.
+// Embed requests (alone or in EmbedStream) are read field by field only as far as finding each input's bytes:
+// the inputs stay UTF-8 where they arrived (Texts), to be decoded where the model runs, and the request's other
+// fields are decoded by the generated decoder from their own bytes. Any other bytes (a group, a bad varint, a
+// length past the end) go to the generated decoder whole, which reads or refuses them as it always did; so every
+// request reads as the generated decoder reads it, its texts included (wire.test.ts). The generated decoders
+// turn text from UTF-8 by Buffer's native slice instead of a TextDecoder call each: the same strings for every
+// byte sequence, valid or not, in about half the time.
 import { endianness } from 'node:os';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import {
@@ -19,6 +23,7 @@ import {
   EmbedStreamRequest,
   EmbedStreamResponse,
 } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { Texts } from './domain/texts.js';
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
@@ -131,12 +136,130 @@ export function decodeUtf8(bytes: Uint8Array, strict?: boolean): string {
   return (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString('utf8');
 }
 
-export function decodeEmbedRequest(bytes: Uint8Array): EmbedRequest {
-  return EmbedRequest.decode(new BinaryReader(bytes, decodeUtf8));
+/** An EmbedRequest as the service reads it: its inputs as the UTF-8 they arrived in. */
+export type EmbedCall = Omit<EmbedRequest, 'inputs'> & { inputs: Texts };
+
+/** An EmbedStreamRequest as the service reads it: its request an EmbedCall. */
+export type EmbedStreamCall = Omit<EmbedStreamRequest, 'request'> & { request: EmbedCall | undefined };
+
+/** EmbedRequest.inputs (a string, so length-delimited). */
+const INPUTS_TAG = (2 << 3) | 2;
+/** EmbedStreamRequest.request (a message). */
+const REQUEST_TAG = (1 << 3) | 2;
+
+export function decodeEmbedRequest(bytes: Uint8Array): EmbedCall {
+  const fields = splitFields(bytes, INPUTS_TAG);
+  if (!fields) {
+    const m = EmbedRequest.decode(new BinaryReader(bytes, decodeUtf8));
+    return { ...m, inputs: Texts.of(m.inputs) };
+  }
+  const m = EmbedRequest.decode(new BinaryReader(fields.rest, decodeUtf8));
+  return {
+    model: m.model,
+    inputs: Texts.utf8(bytes, fields.spans, fields.count),
+    normalize: m.normalize,
+    truncate: m.truncate,
+    truncationDirection: m.truncationDirection,
+    dimensions: m.dimensions,
+  };
 }
 
-export function decodeEmbedStreamRequest(bytes: Uint8Array): EmbedStreamRequest {
-  return EmbedStreamRequest.decode(new BinaryReader(bytes, decodeUtf8));
+export function decodeEmbedStreamRequest(bytes: Uint8Array): EmbedStreamCall {
+  const fields = splitFields(bytes, REQUEST_TAG);
+  // One request field, the usual case; more than one (which the generated decoder reads as the last) or none,
+  // as the generated decoder reads them.
+  if (!fields || fields.count !== 1) {
+    const m = EmbedStreamRequest.decode(new BinaryReader(bytes, decodeUtf8));
+    return { tag: m.tag, request: m.request && { ...m.request, inputs: Texts.of(m.request.inputs) } };
+  }
+  const { tag } = EmbedStreamRequest.decode(new BinaryReader(fields.rest, decodeUtf8));
+  return { tag, request: decodeEmbedRequest(bytes.subarray(fields.spans[0], fields.spans[1])) };
+}
+
+/**
+ * A message's top-level fields split in two: where the values of the length-delimited fields with `tag` lie
+ * (two numbers each, [start, end) in bytes, in order), and the bytes of all the others, in order (a view when
+ * they are in one piece). Undefined when the bytes are not plain fields: a group, a wire type that does not
+ * exist, field number 0, a varint over ten bytes, a length past the end.
+ */
+export function splitFields(bytes: Uint8Array, tag: number): { spans: Int32Array; count: number; rest: Uint8Array } | undefined {
+  let spans = new Int32Array(64);
+  let count = 0;
+  const others: number[] = [];
+  let p = 0;
+  const n = bytes.length;
+  while (p < n) {
+    const fieldStart = p;
+    let key = 0;
+    let shift = 0;
+    let b: number;
+    do {
+      if (p >= n || shift > 28) return undefined;
+      b = bytes[p++]!;
+      key += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80);
+    if (key < 8) return undefined;
+    switch (key & 7) {
+      case 0: {
+        let i = 0;
+        do {
+          if (p >= n || i++ === 10) return undefined;
+        } while (bytes[p++]! & 0x80);
+        break;
+      }
+      case 1:
+        p += 8;
+        break;
+      case 5:
+        p += 4;
+        break;
+      case 2: {
+        let length = 0;
+        let s = 0;
+        do {
+          if (p >= n || s > 28) return undefined;
+          b = bytes[p++]!;
+          length += (b & 0x7f) * 2 ** s;
+          s += 7;
+        } while (b & 0x80);
+        if (length > n - p) return undefined;
+        if (key === tag) {
+          if (2 * count === spans.length) {
+            const grown = new Int32Array(2 * spans.length);
+            grown.set(spans);
+            spans = grown;
+          }
+          spans[2 * count] = p;
+          spans[2 * count + 1] = p + length;
+          count++;
+          p += length;
+          continue;
+        }
+        p += length;
+        break;
+      }
+      default:
+        return undefined;
+    }
+    if (p > n) return undefined;
+    // Consecutive other fields make one piece.
+    if (others.length > 0 && others[others.length - 1] === fieldStart) others[others.length - 1] = p;
+    else others.push(fieldStart, p);
+  }
+  let rest: Uint8Array;
+  if (others.length === 0) rest = bytes.subarray(0, 0);
+  else if (others.length === 2) rest = bytes.subarray(others[0], others[1]);
+  else {
+    let size = 0;
+    for (let i = 0; i < others.length; i += 2) size += others[i + 1]! - others[i]!;
+    rest = new Uint8Array(size);
+    for (let i = 0, at = 0; i < others.length; i += 2) {
+      rest.set(bytes.subarray(others[i], others[i + 1]), at);
+      at += others[i + 1]! - others[i]!;
+    }
+  }
+  return { spans, count, rest };
 }
 
 /** The generated service definition with the fast request decoders and response encoders on Embed and EmbedStream. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '../../runtime/errors.js';
 import { collectingLog, createOnnxSession } from '../../runtime/models/onnx-session.js';
+import { Texts } from '../domain/texts.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { createModelFolder, type ModelFolder } from '../testing/model-folder.js';
 import { OnnxEncoder } from './onnx-encoder.js';
@@ -10,10 +11,26 @@ import { ThreadEncoder } from './thread-encoder.js';
 import { packTexts, TokenizingEncoder, type EncodedBatch } from './tokenizing-encoder.js';
 
 const session = { executionProviders: ['cpu'], intraOpThreads: 1, interOpThreads: 1 };
-const TEXTS = ['A short one.', 'The river rose in the night and the town slept on, unaware of the water at its doors.', 'Prices fell.', 'x'];
+const STRINGS = ['A short one.', 'The river rose in the night and the town slept on, unaware of the water at its doors.', 'Prices fell.', 'x'];
+const TEXTS = Texts.of(STRINGS);
 // One input per range, shaped as requests shape them: one cut from the left, some normalized, one keeping its
 // first 8 dimensions.
-const ROWS = TEXTS.map((text, i) => ({ texts: TEXTS, start: i, end: i + 1, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: i === 2 ? 8 : 0, normalize: i !== 3 } }));
+const ROWS = STRINGS.map((text, i) => ({ texts: TEXTS, start: i, end: i + 1, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: i === 2 ? 8 : 0, normalize: i !== 3 } }));
+
+/** Texts held as UTF-8 the way a request brings them: each after a tag byte and a length byte. */
+function asUtf8(strings: string[]): Texts {
+  const parts: Buffer[] = [];
+  const bounds = new Int32Array(2 * strings.length);
+  let at = 0;
+  strings.forEach((s, i) => {
+    const bytes = Buffer.from(s, 'utf8');
+    parts.push(Buffer.from([0x12, bytes.length]), bytes);
+    bounds[2 * i] = at + 2;
+    bounds[2 * i + 1] = at + 2 + bytes.length;
+    at += 2 + bytes.length;
+  });
+  return Texts.utf8(Buffer.concat(parts), bounds);
+}
 const MAX_LENGTH = 12;
 
 let folder: ModelFolder;
@@ -46,15 +63,31 @@ describe('packTexts', () => {
     const other = { side: 'right' as const, dimensions: 0, normalize: false };
     const request = ['zero', 'one', 'é 日本', ''];
     const packed = packTexts([
-      { texts: request, start: 1, end: 4, shape },
-      { texts: ['x', 'y'], start: 0, end: 1, shape: other },
+      { texts: Texts.of(request), start: 1, end: 4, shape },
+      { texts: Texts.of(['x', 'y']), start: 0, end: 1, shape: other },
     ]);
-    expect(packed.text).toBe('oneé 日本x');
-    // Where each text ends, the dimensions kept, the flags (1: from the left, 2: normalize).
-    expect(Array.from(packed.rows)).toEqual([3, 7, 7, 8, 3, 3, 3, 0, 3, 3, 3, 0]);
-    // The row buffer is moved to the thread whole, so it holds the three numbers per row and nothing else.
-    expect(packed.rows.buffer.byteLength).toBe(3 * 4 * 4);
+    expect(Buffer.from(packed.bytes).toString('utf8')).toBe('oneé 日本x');
+    // Where each text starts and ends (in pairs), the dimensions kept, the flags (1: from the left, 2: normalize).
+    expect(Array.from(packed.rows)).toEqual([0, 3, 3, 12, 12, 12, 12, 13, 3, 3, 3, 0, 3, 3, 3, 0]);
+    // Both buffers are moved to the thread whole, so each holds this batch and nothing else.
+    expect(packed.rows.buffer.byteLength).toBe(4 * 4 * 4);
+    expect(packed.bytes.buffer.byteLength).toBe(13);
     expect(structuredClone(packed)).toEqual(packed);
+  });
+
+  it('copies a run of texts held as UTF-8 in one piece, the bytes between them left unread', () => {
+    const shape = { side: 'right' as const, dimensions: 0, normalize: true };
+    const request = ['zero', 'one', 'é 日本', '', 'last'];
+    const packed = packTexts([
+      { texts: asUtf8(request), start: 1, end: 4, shape },
+      { texts: asUtf8(['x', 'y']), start: 1, end: 2, shape },
+    ]);
+    const rows = packed.rows;
+    const texts = Array.from({ length: 4 }, (_, r) => Buffer.from(packed.bytes).toString('utf8', rows[2 * r], rows[2 * r + 1]));
+    expect(texts).toEqual(['one', 'é 日本', '', 'y']);
+    // 'one', its neighbour's two bytes of tag and length, 'é 日本', two more, '' — then 'y' alone.
+    expect(packed.bytes.length).toBe(3 + 2 + 9 + 2 + 0 + 1);
+    expect(Array.from(rows.subarray(0, 8))).toEqual([0, 3, 5, 14, 16, 16, 16, 17]);
   });
 });
 
@@ -75,6 +108,9 @@ describe('ThreadEncoder', () => {
       const shape = ROWS[1]!.shape;
       const whole = await threaded.run([{ texts: TEXTS, start: 0, end: TEXTS.length, shape }]);
       expect(plain(whole)).toEqual(plain(await here.run(packTexts(ROWS.map((r) => ({ ...r, shape }))))));
+      // Texts held as UTF-8 (as requests bring them) give the same as strings.
+      const bytes = asUtf8(STRINGS);
+      expect(plain(await threaded.run(ROWS.map((r) => ({ ...r, texts: bytes }))))).toEqual(plain(expected));
       // The long text (row 1) was cut to the maximum length, from the left as it asked; its full length is kept.
       expect(a.counts[1]).toBe(MAX_LENGTH);
       expect(a.counts[ROWS.length + 1]).toBeGreaterThan(MAX_LENGTH);

@@ -6,8 +6,8 @@
 // batcher's next batch is ready when it ends. Tokenizing there too matters as much as running there: measured
 // on the default model at 32 inputs per call, tokenizing on the event loop cost it ~75 µs of the ~250 µs it
 // spent per call.
-// A batch crosses as one string and one small moved buffer (TextBatch); its vectors and token counts come back
-// in two flat arrays, moved, not copied.
+// A batch crosses as two moved buffers (TextBatch: its texts' UTF-8 and a few numbers per row); its vectors and
+// token counts come back in two flat arrays, moved too, not copied.
 import { replayWarnings, type SessionLog, type SessionSettings, type SessionWarning } from '../../runtime/models/onnx-session.js';
 import { WorkerCalls } from '../../runtime/workers/worker-calls.js';
 import type { EncoderOptions } from './onnx-encoder.js';
@@ -56,7 +56,7 @@ export class ThreadEncoder implements EncoderFacts {
   /** Tokenizes and runs the ranges' inputs on the thread, as TokenizingEncoder.run does here. */
   run(ranges: readonly TextRange[]): Promise<EncodedBatch> {
     const batch: TextBatch = packTexts(ranges);
-    return this.thread.call<EncodedBatch>(batch, [batch.rows.buffer as ArrayBuffer]);
+    return this.thread.call<EncodedBatch>(batch, [batch.rows.buffer as ArrayBuffer, batch.bytes.buffer as ArrayBuffer]);
   }
 
   /** Releases the session (after the batches already sent) and ends the thread. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOnnxSession } from '../../runtime/models/onnx-session.js';
+import { Texts } from '../domain/texts.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
 import { createModelFolder, type ModelFolder } from '../testing/model-folder.js';
 import { OnnxEncoder } from './onnx-encoder.js';
@@ -32,7 +33,7 @@ describe('TokenizingEncoder', () => {
     const tokenizer = new TextTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as object, {}, 10);
     const texts = ['cat', 'The quick brown fox jumps over the lazy dog near the river bank.', 'hello world', 'Where is the train station?', 'rain'];
     const rows = texts.map((text, i) => ({ text, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: 0, normalize: false } }));
-    const batch = packTexts(rows.map(({ shape }, i) => ({ texts, start: i, end: i + 1, shape })));
+    const batch = packTexts(rows.map(({ shape }, i) => ({ texts: Texts.of(texts), start: i, end: i + 1, shape })));
     const { session: s } = await createOnnxSession(join(dir, 'model.onnx'), session);
     try {
       const encoder = new OnnxEncoder(s, { name: model, version: 1, pooling: 'mean', padId: tokenizer.padId });
@@ -53,7 +54,7 @@ describe('TokenizingEncoder', () => {
         for (let d = 0; d < dimensions; d++) expect(Math.abs(whole.values[r * dimensions + d]! - alone![d]!)).toBeLessThan(1e-5);
       }
       // Shaped as the row asks: the first 7 values, at unit length.
-      const shaped = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run(packTexts([{ texts, start: 0, end: 1, shape: { side: 'right', dimensions: 7, normalize: true } }]));
+      const shaped = await new TokenizingEncoder(tokenizer, encoder, dimensions, 1000).run(packTexts([{ texts: Texts.of(texts), start: 0, end: 1, shape: { side: 'right', dimensions: 7, normalize: true } }]));
       const first = Array.from(whole.values.subarray(0, 7));
       const norm = Math.hypot(...first);
       for (let d = 0; d < 7; d++) expect(Math.abs(shaped.values[d]! - first[d]! / norm)).toBeLessThan(1e-6);

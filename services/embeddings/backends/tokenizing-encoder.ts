@@ -1,10 +1,11 @@
 // Texts to the vectors their requests asked for, where the model runs (on the version's encoder thread, or on
-// the event loop): a batch's texts arrive packed (TextBatch: one string and one small buffer, which cross to a
-// thread as they are), are tokenized here, each cut to the model's maximum length from the end its row names,
+// the event loop): a batch's texts arrive packed (TextBatch: their UTF-8 in one buffer and one small buffer of
+// numbers, both moved to a thread, not copied), are decoded and tokenized here, each cut to the model's maximum length from the end its row names,
 // run through the OnnxEncoder, and each pooled vector shaped as its row asks (first N dimensions, unit length).
 // The batcher forms batches from estimated lengths (texts are not tokenized before they queue, which kept the
 // event loop busy), so a batch whose padded tokens would exceed the cap runs here in more than one piece: no
 // onnxruntime run ever holds more than maxBatchTokens.
+import { Buffer } from 'node:buffer';
 import type { SessionLog, SessionSettings } from '../../runtime/models/onnx-session.js';
 import type { BatchVectors, TextRange } from '../domain/model.js';
 import type { TextTokenizer } from '../domain/tokenizer.js';
@@ -20,12 +21,13 @@ export interface EncoderFacts {
 }
 
 /**
- * A batch as it crosses: its texts joined into one string (one copy, where a list of strings is cloned string
- * by string), and per row three numbers in one buffer: where its text ends, the dimensions it keeps (0: all),
- * and flags (1: cut from the left, 2: normalize).
+ * A batch as it crosses: its texts' UTF-8 in one buffer (as requests brought them: a request's run of inputs is
+ * one copy, with the few bytes between its texts left in), and per row four numbers in one buffer: where its
+ * text starts and ends in the bytes (rows × 2, in pairs), the dimensions it keeps (0: all), and flags (1: cut
+ * from the left, 2: normalize).
  */
 export interface TextBatch {
-  text: string;
+  bytes: Uint8Array;
   rows: Int32Array;
 }
 
@@ -37,23 +39,25 @@ const FROM_RIGHT = { truncate: true, side: 'right' } as const;
 /** The inputs of a batch's ranges, in order, packed. */
 export function packTexts(ranges: readonly TextRange[]): TextBatch {
   let n = 0;
-  for (const r of ranges) n += r.end - r.start;
-  const meta = new Int32Array(3 * n);
-  const parts: string[] = new Array(n);
+  let size = 0;
+  for (const r of ranges) {
+    n += r.end - r.start;
+    size += r.texts.utf8Size(r.start, r.end);
+  }
+  const meta = new Int32Array(4 * n);
+  // An ArrayBuffer of its own (not a piece of Buffer's shared pool): it is moved to the thread.
+  const bytes = new Uint8Array(size);
   let row = 0;
-  let end = 0;
-  for (const { texts, start, end: stop, shape } of ranges) {
+  let at = 0;
+  for (const { texts, start, end, shape } of ranges) {
+    at = texts.writeUtf8(start, end, bytes, at, meta, 2 * row);
     const flags = (shape.side === 'left' ? LEFT : 0) | (shape.normalize ? NORMALIZE : 0);
-    for (let i = start; i < stop; i++, row++) {
-      const text = texts[i]!;
-      parts[row] = text;
-      end += text.length;
-      meta[row] = end;
-      meta[n + row] = shape.dimensions;
-      meta[2 * n + row] = flags;
+    for (let i = start; i < end; i++, row++) {
+      meta[2 * n + row] = shape.dimensions;
+      meta[3 * n + row] = flags;
     }
   }
-  return { text: parts.join(''), rows: meta };
+  return { bytes, rows: meta };
 }
 
 /** A batch's answer (BatchVectors), in flat arrays that cross between threads as they are, and its times. */
@@ -80,16 +84,16 @@ export class TokenizingEncoder {
     private readonly maxBatchTokens: number,
   ) {}
 
-  async run({ text, rows: meta }: TextBatch): Promise<EncodedBatch> {
+  async run({ bytes, rows: meta }: TextBatch): Promise<EncodedBatch> {
     const startedAt = now();
-    const n = meta.length / 3;
+    const n = meta.length / 4;
+    const utf8 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const counts = new Int32Array(2 * n);
     const encoded: EncoderRow[] = new Array(n);
-    let from = 0;
     for (let r = 0; r < n; r++) {
-      const to = meta[r]!;
-      const e = this.tokenizer.encode(text.slice(from, to), meta[2 * n + r]! & LEFT ? FROM_LEFT : FROM_RIGHT);
-      from = to;
+      // What is not UTF-8 reads as U+FFFD, as protobuf's own decoding of the request would have read it.
+      const text = utf8.toString('utf8', meta[2 * r], meta[2 * r + 1]);
+      const e = this.tokenizer.encode(text, meta[3 * n + r]! & LEFT ? FROM_LEFT : FROM_RIGHT);
       encoded[r] = e;
       counts[r] = e.ids.length;
       counts[n + r] = e.fullLength;
@@ -105,7 +109,7 @@ export class TokenizingEncoder {
     let width = 0;
     for (let r = 0; r < n; r++) {
       const at = r * this.dimensions;
-      if (meta[2 * n + r]! & NORMALIZE) normalizeRange(values, at, at + (meta[n + r]! || this.dimensions));
+      if (meta[3 * n + r]! & NORMALIZE) normalizeRange(values, at, at + (meta[2 * n + r]! || this.dimensions));
       if (counts[r]! > width) width = counts[r]!;
     }
     return { values, counts, startedAt, tokenizeMs: ran - startedAt, runMs: now() - ran, width, runs };

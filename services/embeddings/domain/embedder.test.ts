@@ -1,17 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { textRanges } from './embedder.js';
+import { Texts } from './texts.js';
 
 // Each text's estimate is its length, so the tests read as numbers.
 const SHAPE = { side: 'right' as const, dimensions: 0, normalize: true };
 const ranges = (lengths: number[], maxInputs = 64, maxCost = 1000) =>
-  textRanges(lengths.map((n) => 'x'.repeat(n)), SHAPE, { estimate: (t) => t.length }, maxInputs, maxCost).map((e) => [e.item.start, e.item.end, e.cost]);
+  textRanges(Texts.of(lengths.map((n) => 'x'.repeat(n))), SHAPE, { estimate: (size) => size }, maxInputs, maxCost).map((e) => [e.item.start, e.item.end, e.cost]);
 
 describe('textRanges', () => {
   it('keeps inputs of like length in one run costing its longest', () => {
     expect(ranges([10, 14, 12, 20, 9])).toEqual([[0, 5, 20]]);
     // An entry as the batcher takes it: the run's rows, its key, the request's texts and shape.
-    const texts = ['a b', 'c d e'];
-    const [entry] = textRanges(texts, SHAPE, { estimate: (t) => t.length }, 64, 1000);
+    const texts = Texts.of(['a b', 'c d e']);
+    const [entry] = textRanges(texts, SHAPE, { estimate: (size) => size }, 64, 1000);
     expect(entry).toEqual({ item: { texts, start: 0, end: 2, shape: SHAPE }, cost: 5, rows: 2, key: 5 });
     expect(ranges([7])).toEqual([[0, 1, 7]]);
     expect(ranges([])).toEqual([]);

@@ -1,15 +1,17 @@
 // The embeddings engine: checks a request against the per-request limits, leases the model version it names
 // from the model host, queues its inputs in the version's dynamic batcher (as TEI does, inputs rather than
 // requests are batched, so a request's inputs can share batches with other requests'; they queue as a few runs
-// of consecutive inputs of like length, not one entry each, with estimated token costs, and are tokenized where
-// the model runs, off the event loop), refuses over-long inputs when truncation is off, and answers the vectors
-// as the request shaped them (dimensions, normalization: done where the model runs). No gRPC here.
+// of consecutive inputs of like length, not one entry each, with estimated token costs, and are decoded from the
+// UTF-8 they arrived in and tokenized where the model runs, off the event loop), refuses over-long inputs when
+// truncation is off, and answers the vectors as the request shaped them (dimensions, normalization: done where
+// the model runs). No gRPC here.
 import { lengthBucket, type BatchEntry } from '../../runtime/batching/dynamic-batcher.js';
 import { InvalidArgumentError } from '../../runtime/errors.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
 import { counter } from '../../runtime/telemetry/metrics.js';
 import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider, RowShape, TextRange } from './model.js';
+import { Texts } from './texts.js';
 import type { TextTokenizer, TokenView, TruncationSide } from './tokenizer.js';
 
 export interface EmbedderLimits {
@@ -21,7 +23,7 @@ export interface EmbedderLimits {
 
 export interface EmbedParams {
   model: ModelSelector;
-  inputs: string[];
+  inputs: Texts;
   normalize: boolean;
   truncate: boolean;
   side: TruncationSide;
@@ -133,7 +135,7 @@ export class Embedder {
   }
 
   async tokenize(params: TokenizeParams, signal: AbortSignal): Promise<{ inputs: { tokens: TokenView[]; truncated: boolean }[]; served: Served }> {
-    this.checkInputs(params.inputs, false);
+    this.checkInputs(Texts.of(params.inputs), false);
     return this.withModel(params.model, signal, async (model, served) => ({
       inputs: params.inputs.map((text) => model.tokenizer.view(text, { truncate: params.truncate, side: params.side, addSpecialTokens: params.addSpecialTokens })),
       served,
@@ -141,7 +143,7 @@ export class Embedder {
   }
 
   async countTokens(selector: ModelSelector, inputs: string[], signal: AbortSignal): Promise<{ counts: number[]; maxLength: number; served: Served }> {
-    this.checkInputs(inputs, false);
+    this.checkInputs(Texts.of(inputs), false);
     return this.withModel(selector, signal, async (model, served) => ({
       counts: inputs.map((text) => model.tokenizer.count(text)),
       maxLength: model.info.maxLength,
@@ -173,17 +175,20 @@ export class Embedder {
     }
   }
 
-  private checkInputs(inputs: string[], forEmbedding: boolean): void {
+  private checkInputs(inputs: Texts, forEmbedding: boolean): void {
     if (inputs.length === 0) throw InvalidArgumentError.field('inputs', 'must hold at least one text');
     if (inputs.length > this.limits.maxInputsPerRequest) {
       throw InvalidArgumentError.field('inputs', `holds ${inputs.length} texts; at most ${this.limits.maxInputsPerRequest} are allowed per request`);
     }
-    inputs.forEach((text, i) => {
-      if (forEmbedding && text.trim().length === 0) throw InvalidArgumentError.field(`inputs[${i}]`, 'must not be empty or only whitespace');
-      if (text.length > this.limits.maxInputChars) {
-        throw InvalidArgumentError.field(`inputs[${i}]`, `has ${text.length} characters; at most ${this.limits.maxInputChars} are allowed`);
+    const max = this.limits.maxInputChars;
+    for (let i = 0; i < inputs.length; i++) {
+      if (forEmbedding && inputs.isBlank(i)) throw InvalidArgumentError.field(`inputs[${i}]`, 'must not be empty or only whitespace');
+      // size is at least the length; the text is decoded only when its bytes are over the limit.
+      if (inputs.size(i) > max) {
+        const chars = inputs.text(i).length;
+        if (chars > max) throw InvalidArgumentError.field(`inputs[${i}]`, `has ${chars} characters; at most ${max} are allowed`);
       }
-    });
+    }
   }
 }
 
@@ -199,7 +204,7 @@ const MAX_RANGE_INPUTS = 64;
  * 64 inputs.
  */
 export function textRanges(
-  texts: readonly string[],
+  texts: Texts,
   shape: RowShape,
   tokenizer: Pick<TextTokenizer, 'estimate'>,
   maxInputs: number,
@@ -210,7 +215,7 @@ export function textRanges(
   let shortest = 0;
   let longest = 0;
   for (let i = 0; i < texts.length; i++) {
-    const c = tokenizer.estimate(texts[i]!);
+    const c = tokenizer.estimate(texts.size(i));
     const lo = i === start ? c : Math.min(shortest, c);
     const hi = i === start ? c : Math.max(longest, c);
     if (i > start && (hi > 2 * lo + 8 || i - start >= maxInputs || hi * (i - start + 1) > maxCost)) {
@@ -226,7 +231,7 @@ export function textRanges(
   return out;
 }
 
-function rangeEntry(texts: readonly string[], start: number, end: number, shape: RowShape, cost: number): BatchEntry<TextRange> {
+function rangeEntry(texts: Texts, start: number, end: number, shape: RowShape, cost: number): BatchEntry<TextRange> {
   return { item: { texts, start, end, shape }, cost, rows: end - start, key: lengthBucket(cost) };
 }
 

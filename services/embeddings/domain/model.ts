@@ -1,6 +1,7 @@
 // What the engine needs of a loaded model version, and of whatever holds the loaded versions (the model host).
 import type { DynamicBatcher } from '../../runtime/batching/dynamic-batcher.js';
 import type { ModelLease, ModelSelector } from '../../runtime/models/types.js';
+import type { Texts } from './texts.js';
 import type { TextTokenizer, TruncationSide } from './tokenizer.js';
 import type { Pooling } from './vectors.js';
 
@@ -31,7 +32,7 @@ export interface RowShape {
  * an object per input.
  */
 export interface TextRange {
-  texts: readonly string[];
+  texts: Texts;
   start: number;
   end: number;
   shape: RowShape;

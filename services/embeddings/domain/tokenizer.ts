@@ -103,12 +103,12 @@ export class TextTokenizer {
 
   /**
    * A guess, without tokenizing, at the tokens encode would give with truncation (special tokens included, at
-   * most maxLength): about four characters a token, as English runs under WordPiece and BPE vocabularies. Only
-   * the shape of batches depends on it (texts queue with it; where they are tokenized, a batch over its token
-   * cap runs in pieces).
+   * most maxLength) for a text of `size` characters (or UTF-8 bytes: the same for English): about four a token,
+   * as English runs under WordPiece and BPE vocabularies. Only the shape of batches depends on it (texts queue
+   * with it; where they are tokenized, a batch over its token cap runs in pieces).
    */
-  estimate(text: string): number {
-    return Math.min(this.maxLength, Math.ceil(text.length / 4) + this.specialCount);
+  estimate(size: number): number {
+    return Math.min(this.maxLength, Math.ceil(size / 4) + this.specialCount);
   }
 
   /** Tokens before truncation, special tokens included. */

@@ -16,7 +16,7 @@ const canned = {
   defaultModel: 'canned',
   async embed(params: EmbedParams): Promise<EmbedResult> {
     return {
-      embeddings: params.inputs.map((_, index) => ({ values: vector, index, tokens: 12, truncated: false })),
+      embeddings: Array.from({ length: params.inputs.length }, (_, index) => ({ values: vector, index, tokens: 12, truncated: false })),
       dimensions: WIDTH,
       inputTokens: 12 * params.inputs.length,
       served: { name: 'canned', version: 1, alias: 'default', executionProvider: 'none' },
