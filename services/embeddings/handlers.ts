@@ -2,7 +2,7 @@
 // bounded window of requests in flight and answers them in order; a failed request answers with its status.
 import { Status as RpcStatus } from '../../gen/google/rpc/status.js';
 import type { ModelRef } from '../../gen/maas/common/v1/model.js';
-import { Pooling, TruncationDirection, type EmbedResponse, type EmbedStreamResponse, type Embedding, type ModelInfo } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { Pooling, TruncationDirection, type ModelInfo } from '../../gen/maas/embeddings/v1/embeddings.js';
 import { InvalidArgumentError } from '../runtime/errors.js';
 import { toStatus } from '../runtime/grpc-status.js';
 import type { Logger } from '../runtime/logger.js';
@@ -10,7 +10,7 @@ import type { ModelSelector } from '../runtime/models/types.js';
 import type { CallContext, Handlers } from '../runtime/server.js';
 import type { Embedder, EmbedResult, ModelDescription } from './domain/embedder.js';
 import type { TruncationSide } from './domain/tokenizer.js';
-import type { EmbedCall, EmbeddingServiceDefinition, EmbedStreamCall } from './wire.js';
+import type { EmbedCall, EmbeddingServiceDefinition, EmbedReply, EmbedStreamCall, EmbedStreamReply } from './wire.js';
 
 export interface HandlerDeps {
   embedder: Embedder;
@@ -20,8 +20,8 @@ export interface HandlerDeps {
 }
 
 export function createEmbeddingHandlers({ embedder, streamWindow, log }: HandlerDeps): Handlers<typeof EmbeddingServiceDefinition> {
-  const embed = async (req: EmbedCall, signal: AbortSignal): Promise<EmbedResponse> =>
-    toEmbedResponse(
+  const embed = async (req: EmbedCall, signal: AbortSignal): Promise<EmbedReply> =>
+    toEmbedReply(
       await embedder.embed(
         {
           model: selector(req.model),
@@ -38,8 +38,8 @@ export function createEmbeddingHandlers({ embedder, streamWindow, log }: Handler
   return {
     embed: (req, ctx) => embed(req, ctx.signal),
 
-    async *embedStream(requests: AsyncIterable<EmbedStreamCall>, ctx: CallContext): AsyncIterable<EmbedStreamResponse> {
-      const answer = async (m: EmbedStreamCall): Promise<EmbedStreamResponse> => {
+    async *embedStream(requests: AsyncIterable<EmbedStreamCall>, ctx: CallContext): AsyncIterable<EmbedStreamReply> {
+      const answer = async (m: EmbedStreamCall): Promise<EmbedStreamReply> => {
         try {
           if (!m.request) throw InvalidArgumentError.field('request', 'must be set');
           return { tag: m.tag, response: await embed(m.request, ctx.signal) };
@@ -48,7 +48,7 @@ export function createEmbeddingHandlers({ embedder, streamWindow, log }: Handler
         }
       };
       const reader = requests[Symbol.asyncIterator]();
-      const pending: Promise<EmbedStreamResponse>[] = [];
+      const pending: Promise<EmbedStreamReply>[] = [];
       let next: Promise<IteratorResult<EmbedStreamCall>> | undefined;
       let reading = true;
       while (reading || pending.length > 0) {
@@ -106,12 +106,11 @@ function side(d: TruncationDirection): TruncationSide {
   return d === TruncationDirection.TRUNCATION_DIRECTION_LEFT ? 'left' : 'right';
 }
 
-function toEmbedResponse(r: EmbedResult): EmbedResponse {
+function toEmbedReply(r: EmbedResult): EmbedReply {
   return {
-    // The engine's embeddings have the message's fields; their Float32Arrays go to the encoder as they are (it
-    // only reads them as floats): no copy into number[], and no copy of the objects (one per input).
-    embeddings: r.embeddings satisfies { values: ArrayLike<number>; index: number; tokens: number; truncated: boolean }[] as unknown as Embedding[],
-    dimensions: r.dimensions,
+    // The engine's vectors go to the encoder as they lie in the batches that ran them.
+    embeddings: r.vectors,
+    dimensions: r.vectors.dimensions,
     usage: { inputTokens: r.inputTokens, outputTokens: 0, totalTokens: r.inputTokens },
     model: r.served,
     timings: { queueMs: r.timings.queueMs, inferenceMs: r.timings.inferenceMs, timeToFirstTokenMs: 0, totalMs: r.timings.totalMs },

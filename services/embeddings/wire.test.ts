@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EmbedRequest, EmbedResponse, EmbedStreamRequest, EmbedStreamResponse, TruncationDirection } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { vectorAt, type VectorBlock } from './domain/vectors.js';
 import {
   decodeEmbedRequest,
   decodeEmbedStreamRequest,
@@ -7,67 +8,94 @@ import {
   EmbeddingServiceDefinition,
   embedResponseBytes,
   embedStreamResponseBytes,
+  replyMessage,
   splitFields,
   type EmbedCall,
+  type EmbedReply,
   type EmbedStreamCall,
+  type EmbedStreamReply,
 } from './wire.js';
 
-function response(seed: number, inputs: number, dimensions: number): EmbedResponse {
+/**
+ * A reply of `inputs` vectors of `dimensions` values in blocks of at most `block` rows, each block a view into a
+ * larger buffer, rows `stride` floats apart: tokens sometimes 0, every other input truncated.
+ */
+function reply(seed: number, inputs: number, dimensions: number, { block = 64, stride = dimensions } = {}): EmbedReply {
   let a = seed;
   const next = () => ((a = (a * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-  return EmbedResponse.fromPartial({
-    embeddings: Array.from({ length: inputs }, (_, i) => ({
-      values: Float32Array.from({ length: dimensions }, next) as unknown as number[],
-      index: i,
-      tokens: i % 3 === 0 ? 0 : 7 + i,
-      truncated: i % 2 === 1,
-    })),
+  const blocks: VectorBlock[] = [];
+  for (let done = 0; done < inputs; done += block) {
+    const count = Math.min(block, inputs - done);
+    const first = 1 + (done % 3);
+    const values = Float32Array.from({ length: (first + count + 1) * stride + 5 }, next).subarray(5);
+    blocks.push({ values, first, count });
+  }
+  const tokens = Int32Array.from({ length: inputs }, (_, i) => (i % 3 === 0 ? 0 : 7 + i * 40));
+  const truncated = Uint8Array.from({ length: inputs }, (_, i) => i % 2);
+  return {
+    embeddings: { count: inputs, dimensions, stride, blocks, tokens, truncated },
     dimensions,
-    usage: { inputTokens: 99 },
-    model: { name: 'glove-100d', version: 3 },
-    timings: { queueMs: 0.25, inferenceMs: 1.5, totalMs: 2 },
-  });
+    usage: { inputTokens: 99, outputTokens: 0, totalTokens: 99 },
+    model: { name: 'glove-100d', version: 3, alias: 'default', executionProvider: 'cpu' },
+    timings: { queueMs: 0.25, inferenceMs: 1.5, timeToFirstTokenMs: 0, totalMs: 2 },
+  };
 }
 
+const generated = (m: EmbedReply) => Buffer.from(EmbedResponse.encode(replyMessage(m)).finish());
+
 describe('embedding response encoding', () => {
-  it('writes exactly the bytes of the generated encoder, for Float32Array and number[] vectors alike', () => {
-    for (const [inputs, dimensions] of [[0, 0], [1, 100], [32, 100], [3, 768], [2, 0]] as const) {
-      const m = response(inputs * 1000 + dimensions, inputs, dimensions);
-      const generated = EmbedResponse.encode({ ...m, embeddings: m.embeddings.map((e) => ({ ...e, values: Array.from(e.values) })) }).finish();
-      expect(Buffer.from(embedResponseBytes(m))).toEqual(Buffer.from(generated));
-      const asArrays = { ...m, embeddings: m.embeddings.map((e) => ({ ...e, values: Array.from(e.values) })) };
-      expect(Buffer.from(embedResponseBytes(asArrays))).toEqual(Buffer.from(generated));
+  it('writes exactly the bytes of the generated encoder, rows back to back or apart, in one block or several', () => {
+    const shapes: [number, number, { block?: number; stride?: number }][] = [
+      [0, 100, {}],
+      [1, 100, {}],
+      [32, 100, {}],
+      [32, 100, { block: 5 }],
+      [200, 100, { block: 64 }],
+      [3, 768, { block: 2 }],
+      [32, 7, { stride: 100 }],
+      [9, 3, { stride: 8, block: 4 }],
+      [2, 1, {}],
+    ];
+    for (const [inputs, dimensions, layout] of shapes) {
+      const m = reply(inputs * 1000 + dimensions, inputs, dimensions, layout);
+      expect(Buffer.from(embedResponseBytes(m))).toEqual(generated(m));
     }
   });
 
-  it('keeps a vector that is a view into a larger buffer to its own values', () => {
-    const big = Float32Array.from({ length: 300 }, (_, i) => i);
-    const m = EmbedResponse.fromPartial({ embeddings: [{ values: big.subarray(100, 200) as unknown as number[], index: 0 }], dimensions: 100 });
-    expect(EmbedResponse.decode(embedResponseBytes(m)).embeddings[0]!.values).toEqual(Array.from({ length: 100 }, (_, i) => 100 + i));
+  it('answers each input with its own vector, wherever its block lies in its buffer', () => {
+    const m = reply(11, 70, 16, { block: 30 });
+    const decoded = EmbedResponse.decode(embedResponseBytes(m));
+    expect(decoded.embeddings).toHaveLength(70);
+    decoded.embeddings.forEach((e, i) => {
+      expect(e.index).toBe(i);
+      expect(Float32Array.from(e.values)).toEqual(vectorAt(m.embeddings, i));
+    });
   });
 
   it('encodes stream responses with a result or an error like the generated encoder, and round-trips them', () => {
-    const ok = EmbedStreamResponse.fromPartial({ tag: 'page-7', response: response(5, 4, 16) });
-    const failed = EmbedStreamResponse.fromPartial({ tag: 'page-8', error: { code: 3, message: 'inputs[0] is empty', details: [] } });
-    for (const m of [ok, failed, EmbedStreamResponse.fromPartial({ response: response(1, 1, 8) })]) {
+    const ok: EmbedStreamReply = { tag: 'page-7', response: reply(5, 4, 16) };
+    const failed: EmbedStreamReply = { tag: 'page-8', error: { code: 3, message: 'inputs[0] is empty', details: [] } };
+    const untagged: EmbedStreamReply = { tag: '', response: reply(1, 1, 8) };
+    for (const m of [ok, failed, untagged]) {
+      const expected = EmbedStreamResponse.encode({ ...m, response: m.response && replyMessage(m.response) }).finish();
       const bytes = embedStreamResponseBytes(m);
-      expect(Buffer.from(bytes)).toEqual(Buffer.from(EmbedStreamResponse.encode(m).finish()));
-      expect(EmbedStreamResponse.decode(bytes)).toEqual(EmbedStreamResponse.decode(EmbedStreamResponse.encode(m).finish()));
+      expect(Buffer.from(bytes)).toEqual(Buffer.from(expected));
+      expect(EmbedStreamResponse.decode(bytes)).toEqual(EmbedStreamResponse.decode(expected));
     }
   });
 
   it('serves the definition with the fast serializers and the generated ones everywhere else', () => {
-    const m = response(9, 2, 4);
-    expect(EmbedResponse.decode(EmbeddingServiceDefinition.embed.responseSerialize(m))).toEqual(EmbedResponse.decode(EmbedResponse.encode(m).finish()));
+    const m = reply(9, 2, 4);
+    expect(EmbeddingServiceDefinition.embed.responseSerialize(m)).toEqual(generated(m));
     expect(EmbeddingServiceDefinition.embed.path).toBe('/maas.embeddings.v1.EmbeddingService/Embed');
     expect(EmbeddingServiceDefinition.tokenize).toBeDefined();
   });
 
   it('gives each response its own bytes, of exactly its length, after small, large and huge answers', () => {
     const serialize = EmbeddingServiceDefinition.embed.responseSerialize;
-    const messages = [response(1, 32, 100), response(2, 1, 4), response(3, 3, 100_000), response(4, 2, 8), response(5, 32, 100)];
+    const messages = [reply(1, 32, 100), reply(2, 1, 4), reply(3, 3, 100_000), reply(4, 2, 8), reply(5, 32, 100)];
     const buffers = messages.map((m) => serialize(m));
-    messages.forEach((m, i) => expect(buffers[i]).toEqual(Buffer.from(EmbedResponse.encode(m).finish())));
+    messages.forEach((m, i) => expect(buffers[i]).toEqual(generated(m)));
   });
 });
 

@@ -2,10 +2,11 @@
 // generated encoder writes a packed float field one value at a time, through a writer that gathers varints in
 // arrays and copies every part once more at the end. A packed float field is the values' little-endian IEEE
 // bytes after a length, which on a little-endian host are a Float32Array's own bytes; so here the response is
-// sized first and written into one buffer of exactly its length: each Embedding field by field after its
-// length, each vector in one copy. The response's other (small) fields are left to the generated encoder, and
-// the bytes are exactly the generated encoding's (wire.test.ts checks both ways). Big-endian hosts use the
-// generated encoders unchanged.
+// sized first and written into one buffer of exactly its length, straight from the engine's Vectors (the batch
+// buffers the vectors lie in, no object per input): each Embedding field by field after its length, and the
+// vectors of a request's run of inputs in one copy. The response's other (small) fields are left to the generated
+// encoder, and the bytes are exactly the generated encoding's of the same message (wire.test.ts). Big-endian
+// hosts use the generated encoders.
 // Embed requests (alone or in EmbedStream) are read field by field only as far as finding each input's bytes:
 // the inputs stay UTF-8 where they arrived (Texts), to be decoded where the model runs, and the request's other
 // fields are decoded by the generated decoder from their own bytes. Any other bytes (a group, a bad varint, a
@@ -17,13 +18,13 @@ import { endianness } from 'node:os';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import {
   EmbeddingServiceService,
-  type Embedding,
   EmbedRequest,
   EmbedResponse,
   EmbedStreamRequest,
   EmbedStreamResponse,
 } from '../../gen/maas/embeddings/v1/embeddings.js';
 import { Texts } from './domain/texts.js';
+import { vectorAt, type Vectors } from './domain/vectors.js';
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
@@ -39,10 +40,22 @@ const EMBEDDINGS_TAG = (1 << 3) | 2;
 /** EmbedStreamResponse.response: one EmbedResponse. */
 const RESPONSE_TAG = (2 << 3) | 2;
 
-/** The values' bytes as packed floats (the values themselves when they are a Float32Array). */
-function floatBytes(values: ArrayLike<number>): Uint8Array {
-  const floats = values instanceof Float32Array ? values : Float32Array.from(values);
-  return new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
+/** An EmbedResponse as the service writes it: its embeddings the engine's Vectors, as they came. */
+export type EmbedReply = Omit<EmbedResponse, 'embeddings'> & { embeddings: Vectors };
+
+/** An EmbedStreamResponse as the service writes it: its response an EmbedReply. */
+export type EmbedStreamReply = Omit<EmbedStreamResponse, 'response'> & { response?: EmbedReply | undefined };
+
+/** The message a reply stands for, its vectors copied out as numbers (for big-endian hosts, and tests). */
+export function replyMessage(m: EmbedReply): EmbedResponse {
+  const v = m.embeddings;
+  const embeddings = Array.from({ length: v.count }, (_, index) => ({
+    values: Array.from(vectorAt(v, index)),
+    index,
+    tokens: v.tokens[index]!,
+    truncated: v.truncated[index] === 1,
+  }));
+  return { ...m, embeddings };
 }
 
 /** Bytes of v as a varint. */
@@ -60,65 +73,96 @@ function writeVarint(out: Uint8Array, pos: number, v: number): number {
   return pos;
 }
 
-/** Bytes of one Embedding message's fields. */
-function embeddingSize(e: Embedding): number {
-  const floats = e.values.length * 4;
-  const index = e.index >>> 0;
-  const tokens = e.tokens >>> 0;
+/** Bytes of one Embedding message's fields: `floats` bytes of values, and input `index`'s facts. */
+function embeddingSize(v: Vectors, index: number, floats: number): number {
+  const tokens = v.tokens[index]! >>> 0;
   let size = 0;
   if (floats !== 0) size += 1 + varintSize(floats) + floats;
   if (index !== 0) size += 1 + varintSize(index);
   if (tokens !== 0) size += 1 + varintSize(tokens);
-  if (e.truncated) size += 2;
+  if (v.truncated[index]) size += 2;
   return size;
 }
 
-/** One Embedding as a field of EmbedResponse (tag, length, fields in the generated encoder's order and form). */
-function writeEmbedding(e: Embedding, out: Uint8Array, pos: number): number {
+/** Bytes of input `index`'s Embedding as a field of EmbedResponse (tag, length, message). */
+function fieldSize(v: Vectors, index: number, floats: number): number {
+  const s = embeddingSize(v, index, floats);
+  return 1 + varintSize(s) + s;
+}
+
+/** An Embedding's tag, length and values' tag and length; returns where its floats go. */
+function writeHead(v: Vectors, index: number, floats: number, out: Uint8Array, pos: number): number {
   out[pos++] = EMBEDDINGS_TAG;
-  pos = writeVarint(out, pos, embeddingSize(e));
-  const floats = e.values.length * 4;
+  pos = writeVarint(out, pos, embeddingSize(v, index, floats));
   if (floats !== 0) {
     out[pos++] = VALUES_TAG;
     pos = writeVarint(out, pos, floats);
-    out.set(floatBytes(e.values), pos);
-    pos += floats;
   }
-  if (e.index >>> 0 !== 0) {
+  return pos;
+}
+
+/** An Embedding's fields after its values, in the generated encoder's order and form. */
+function writeTail(v: Vectors, index: number, out: Uint8Array, pos: number): number {
+  if (index !== 0) {
     out[pos++] = INDEX_TAG;
-    pos = writeVarint(out, pos, e.index >>> 0);
+    pos = writeVarint(out, pos, index);
   }
-  if (e.tokens >>> 0 !== 0) {
+  const tokens = v.tokens[index]! >>> 0;
+  if (tokens !== 0) {
     out[pos++] = TOKENS_TAG;
-    pos = writeVarint(out, pos, e.tokens >>> 0);
+    pos = writeVarint(out, pos, tokens);
   }
-  if (e.truncated) {
+  if (v.truncated[index]) {
     out[pos++] = TRUNCATED_TAG;
     out[pos++] = 1;
   }
   return pos;
 }
 
-/** An EmbedResponse's bytes, in one Buffer of exactly their length. */
-export function embedResponseBytes(m: EmbedResponse): Buffer {
-  if (!LITTLE_ENDIAN) return asBuffer(EmbedResponse.encode(m).finish());
+/**
+ * An EmbedResponse's bytes, in one Buffer of exactly their length. A block whose rows lie back to back (the
+ * request kept all of the model's dimensions) is copied in at once, to the end of the part of the buffer its
+ * Embeddings take, and each row then moved down to its place within the buffer (no view per row): every row
+ * moves towards the start, by at most the bytes of tags and lengths written before it, so no row is overwritten
+ * before it has moved. Rows of other blocks are copied one by one.
+ */
+export function embedResponseBytes(m: EmbedReply): Buffer {
+  if (!LITTLE_ENDIAN) return asBuffer(EmbedResponse.encode(replyMessage(m)).finish());
+  const v = m.embeddings;
+  const floats = v.dimensions * 4;
   const rest = EmbedResponse.encode({ ...m, embeddings: [] }).finish();
   let size = rest.byteLength;
-  for (const e of m.embeddings) {
-    const s = embeddingSize(e);
-    size += 1 + varintSize(s) + s;
-  }
+  for (let i = 0; i < v.count; i++) size += fieldSize(v, i, floats);
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
-  for (const e of m.embeddings) pos = writeEmbedding(e, out, pos);
+  let index = 0;
+  for (const { values, first, count } of v.blocks) {
+    if (v.stride === v.dimensions && floats !== 0) {
+      let bytes = 0;
+      for (let k = 0; k < count; k++) bytes += fieldSize(v, index + k, floats);
+      const staged = pos + bytes - count * floats;
+      out.set(new Uint8Array(values.buffer, values.byteOffset + first * floats, count * floats), staged);
+      for (let k = 0; k < count; k++, index++) {
+        pos = writeHead(v, index, floats, out, pos);
+        out.copyWithin(pos, staged + k * floats, staged + (k + 1) * floats);
+        pos = writeTail(v, index, out, pos + floats);
+      }
+    } else {
+      for (let k = 0; k < count; k++, index++) {
+        pos = writeHead(v, index, floats, out, pos);
+        if (floats !== 0) out.set(new Uint8Array(values.buffer, values.byteOffset + (first + k) * v.stride * 4, floats), pos);
+        pos = writeTail(v, index, out, pos + floats);
+      }
+    }
+  }
   out.set(rest, pos);
   return out;
 }
 
 /** An EmbedStreamResponse's bytes: its tag (field 1), then its response (field 2) as embedResponseBytes writes it. */
-export function embedStreamResponseBytes(m: EmbedStreamResponse): Buffer {
-  if (!LITTLE_ENDIAN || m.response === undefined) return asBuffer(EmbedStreamResponse.encode(m).finish());
-  // Field order as generated: tag (1), then response (2); error (3) is unset when response is set (oneof).
+export function embedStreamResponseBytes(m: EmbedStreamReply): Buffer {
+  if (m.response === undefined) return asBuffer(EmbedStreamResponse.encode({ ...m, response: undefined }).finish());
+  if (!LITTLE_ENDIAN) return asBuffer(EmbedStreamResponse.encode({ ...m, response: replyMessage(m.response) }).finish());
   const w = EmbedStreamResponse.encode({ ...m, response: undefined });
   return asBuffer(w.uint32(RESPONSE_TAG).bytes(embedResponseBytes(m.response)).finish());
 }

@@ -13,6 +13,7 @@ import { annotate, Attr } from '../../runtime/telemetry/tracing.js';
 import type { EmbeddingModel, EmbeddingModelInfo, LoadedEmbeddingModel, ModelProvider, RowShape, TextRange } from './model.js';
 import { Texts } from './texts.js';
 import type { TextTokenizer, TokenView, TruncationSide } from './tokenizer.js';
+import type { VectorBlock, Vectors } from './vectors.js';
 
 export interface EmbedderLimits {
   /** Most texts in one request. */
@@ -39,16 +40,8 @@ export interface Served {
   executionProvider: string;
 }
 
-export interface EmbeddingResult {
-  values: Float32Array;
-  index: number;
-  tokens: number;
-  truncated: boolean;
-}
-
 export interface EmbedResult {
-  embeddings: EmbeddingResult[];
-  dimensions: number;
+  vectors: Vectors;
   inputTokens: number;
   served: Served;
   timings: { queueMs: number; inferenceMs: number; totalMs: number };
@@ -99,34 +92,38 @@ export class Embedder {
       const { inputs } = params;
       const entries = textRanges(inputs, shape, tokenizer, Math.min(MAX_RANGE_INPUTS, batcher.maxBatchSize), batcher.maxBatchCost);
       const submitted = await batcher.submit(entries, { signal });
-      const stride = model.info.dimensions;
-      const embeddings: EmbeddingResult[] = new Array(inputs.length);
+      const tokens = new Int32Array(inputs.length);
+      const truncated = new Uint8Array(inputs.length);
+      const blocks: VectorBlock[] = new Array(entries.length);
       let inputTokens = 0;
       for (let k = 0; k < entries.length; k++) {
         const { start, end } = entries[k]!.item;
         const { batch, row } = submitted.outputs[k]!;
         const rows = batch.counts.length / 2;
         for (let index = start, r = row; index < end; index++, r++) {
-          const tokens = batch.counts[r]!;
+          const used = batch.counts[r]!;
           const fullLength = batch.counts[rows + r]!;
-          const truncated = fullLength > tokens;
-          if (truncated && !params.truncate) {
-            throw InvalidArgumentError.field(
-              `inputs[${index}]`,
-              `has ${fullLength} tokens; model "${model.name}" reads at most ${model.info.maxLength} (set truncate to cut it)`,
-            );
+          if (fullLength > used) {
+            if (!params.truncate) {
+              throw InvalidArgumentError.field(
+                `inputs[${index}]`,
+                `has ${fullLength} tokens; model "${model.name}" reads at most ${model.info.maxLength} (set truncate to cut it)`,
+              );
+            }
+            truncated[index] = 1;
           }
-          inputTokens += tokens;
-          embeddings[index] = { values: batch.values.subarray(r * stride, r * stride + dims), index, tokens, truncated };
+          tokens[index] = used;
+          inputTokens += used;
         }
+        blocks[k] = { values: batch.values, first: row, count: end - start };
       }
+      const vectors: Vectors = { count: inputs.length, dimensions: dims, stride: model.info.dimensions, blocks, tokens, truncated };
       const attrs = { model: served.name, version: String(served.version) };
-      this.metrics.inputs.add(embeddings.length, attrs);
+      this.metrics.inputs.add(inputs.length, attrs);
       this.metrics.tokens.add(inputTokens, attrs);
       annotate({ [Attr.inputTokens]: inputTokens, [Attr.queueMs]: submitted.queueMs });
       return {
-        embeddings,
-        dimensions: dims,
+        vectors,
         inputTokens,
         served,
         timings: { queueMs: submitted.queueMs, inferenceMs: submitted.runMs, totalMs: performance.now() - started },

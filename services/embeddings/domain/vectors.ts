@@ -1,4 +1,5 @@
-// Turning an encoder's per-token output into one vector per input, and the per-request shaping of vectors.
+// Turning an encoder's per-token output into one vector per input, the per-request shaping of vectors, and a
+// request's vectors as they are answered (Vectors).
 
 export type Pooling = 'mean' | 'cls' | 'last_token';
 
@@ -63,4 +64,41 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
     nb += b[i]! * b[i]!;
   }
   return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
+}
+
+/**
+ * A request's vectors as they lie in the batches that ran them, with each input's token facts: no object and no
+ * view per input (with dozens of inputs per request those were a fifth of what the event loop allocated). The
+ * inputs are the blocks' rows in order; a block's row r starts `stride` × r floats into its values, and its
+ * first `dimensions` floats are the vector.
+ */
+export interface Vectors {
+  count: number;
+  dimensions: number;
+  stride: number;
+  blocks: VectorBlock[];
+  /** Tokens each input used (after truncation). */
+  tokens: Int32Array;
+  /** 1 where an input was cut to the model's maximum length. */
+  truncated: Uint8Array;
+}
+
+/** Consecutive inputs' vectors: rows first to first + count - 1 of values. */
+export interface VectorBlock {
+  values: Float32Array;
+  first: number;
+  count: number;
+}
+
+/** Input i's vector, as a view of its block's values. */
+export function vectorAt(v: Vectors, i: number): Float32Array {
+  let k = i;
+  for (const b of v.blocks) {
+    if (k < b.count) {
+      const at = (b.first + k) * v.stride;
+      return b.values.subarray(at, at + v.dimensions);
+    }
+    k -= b.count;
+  }
+  throw new RangeError(`no vector ${i} of ${v.count}`);
 }

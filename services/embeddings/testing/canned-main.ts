@@ -10,15 +10,17 @@ import type { Embedder, EmbedParams, EmbedResult } from '../domain/embedder.js';
 import { embeddingService } from '../server.js';
 
 const WIDTH = 100;
-const vector = new Float32Array(WIDTH).fill(1 / Math.sqrt(WIDTH));
+const MAX_INPUTS = 512;
+// Every input's vector, back to back, as a batch's vectors lie.
+const block = new Float32Array(MAX_INPUTS * WIDTH).fill(1 / Math.sqrt(WIDTH));
 
 const canned = {
   defaultModel: 'canned',
   async embed(params: EmbedParams): Promise<EmbedResult> {
+    const count = Math.min(params.inputs.length, MAX_INPUTS);
     return {
-      embeddings: Array.from({ length: params.inputs.length }, (_, index) => ({ values: vector, index, tokens: 12, truncated: false })),
-      dimensions: WIDTH,
-      inputTokens: 12 * params.inputs.length,
+      vectors: { count, dimensions: WIDTH, stride: WIDTH, blocks: [{ values: block, first: 0, count }], tokens: new Int32Array(count).fill(12), truncated: new Uint8Array(count) },
+      inputTokens: 12 * count,
       served: { name: 'canned', version: 1, alias: 'default', executionProvider: 'none' },
       timings: { queueMs: 0, inferenceMs: 0, totalMs: 0 },
     };
