@@ -232,17 +232,20 @@ export function splitFields(bytes: Uint8Array, tag: number): { spans: Int32Array
   const others: number[] = [];
   let p = 0;
   const n = bytes.length;
+  /** The varint of at most five bytes at p, p moved past it; -1 when there is none. */
+  const varint = (): number => {
+    let v = 0;
+    for (let shift = 0; shift <= 28; shift += 7) {
+      if (p >= n) return -1;
+      const b = bytes[p++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (!(b & 0x80)) return v;
+    }
+    return -1;
+  };
   while (p < n) {
     const fieldStart = p;
-    let key = 0;
-    let shift = 0;
-    let b: number;
-    do {
-      if (p >= n || shift > 28) return undefined;
-      b = bytes[p++]!;
-      key += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (b & 0x80);
+    const key = varint();
     if (key < 8) return undefined;
     switch (key & 7) {
       case 0: {
@@ -259,15 +262,8 @@ export function splitFields(bytes: Uint8Array, tag: number): { spans: Int32Array
         p += 4;
         break;
       case 2: {
-        let length = 0;
-        let s = 0;
-        do {
-          if (p >= n || s > 28) return undefined;
-          b = bytes[p++]!;
-          length += (b & 0x7f) * 2 ** s;
-          s += 7;
-        } while (b & 0x80);
-        if (length > n - p) return undefined;
+        const length = varint();
+        if (length < 0 || length > n - p) return undefined;
         if (key === tag) {
           if (2 * count === spans.length) {
             const grown = new Int32Array(2 * spans.length);
