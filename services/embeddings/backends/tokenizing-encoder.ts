@@ -1,7 +1,8 @@
 // Texts to the vectors their requests asked for, where the model runs (on the version's encoder thread, or on
 // the event loop): a batch's texts arrive packed (TextBatch: their UTF-8 in one buffer and one small buffer of
-// numbers, both moved to a thread, not copied), are decoded and tokenized here, each cut to the model's maximum length from the end its row names,
-// run through the OnnxEncoder, and each pooled vector shaped as its row asks (first N dimensions, unit length).
+// numbers, both moved to a thread, not copied), are decoded and tokenized here, each cut to the model's maximum
+// length from the end its row names, run through the OnnxEncoder, and each pooled vector shaped as its row asks
+// (first N dimensions, unit length).
 // The batcher forms batches from estimated lengths (texts are not tokenized before they queue, which kept the
 // event loop busy), so a batch whose padded tokens would exceed the cap runs here in more than one piece: no
 // onnxruntime run ever holds more than maxBatchTokens.
