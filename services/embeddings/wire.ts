@@ -49,7 +49,7 @@ export type EmbedStreamReply = Omit<EmbedStreamResponse, 'response'> & { respons
 /** The message a reply stands for, its vectors copied out as numbers (for big-endian hosts, and tests). */
 export function replyMessage(m: EmbedReply): EmbedResponse {
   const v = m.embeddings;
-  const embeddings = Array.from({ length: v.count }, (_, index) => ({
+  const embeddings = Array.from({ length: v.tokens.length }, (_, index) => ({
     values: Array.from(vectorAt(v, index)),
     index,
     tokens: v.tokens[index]!,
@@ -121,26 +121,24 @@ function writeTail(v: Vectors, index: number, out: Uint8Array, pos: number): num
 
 /**
  * An EmbedResponse's bytes, in one Buffer of exactly their length. A block whose rows lie back to back (the
- * request kept all of the model's dimensions) is copied in at once, to the end of the part of the buffer its
- * Embeddings take, and each row then moved down to its place within the buffer (no view per row): every row
- * moves towards the start, by at most the bytes of tags and lengths written before it, so no row is overwritten
- * before it has moved. Rows of other blocks are copied one by one.
+ * request kept all of the model's dimensions) is copied in at once, to the end of the part of the buffer the
+ * Embeddings take, and each row then moved down to its place (no view per row): a row's place is never past
+ * where it was staged (the block's rows and whatever follows them take at least the staged bytes), so rows
+ * move towards the start and none is overwritten before it has moved. Rows of other blocks are copied one by one.
  */
 export function embedResponseBytes(m: EmbedReply): Buffer {
   if (!LITTLE_ENDIAN) return asBuffer(EmbedResponse.encode(replyMessage(m)).finish());
   const v = m.embeddings;
   const floats = v.dimensions * 4;
   const rest = EmbedResponse.encode({ ...m, embeddings: [] }).finish();
-  let size = rest.byteLength;
-  for (let i = 0; i < v.count; i++) size += fieldSize(v, i, floats);
-  const out = Buffer.allocUnsafe(size);
+  let end = 0;
+  for (let i = 0; i < v.tokens.length; i++) end += fieldSize(v, i, floats);
+  const out = Buffer.allocUnsafe(end + rest.byteLength);
   let pos = 0;
   let index = 0;
   for (const { values, first, count } of v.blocks) {
     if (v.stride === v.dimensions && floats !== 0) {
-      let bytes = 0;
-      for (let k = 0; k < count; k++) bytes += fieldSize(v, index + k, floats);
-      const staged = pos + bytes - count * floats;
+      const staged = end - count * floats;
       out.set(new Uint8Array(values.buffer, values.byteOffset + first * floats, count * floats), staged);
       for (let k = 0; k < count; k++, index++) {
         pos = writeHead(v, index, floats, out, pos);
