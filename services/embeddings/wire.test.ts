@@ -33,7 +33,7 @@ function reply(seed: number, inputs: number, dimensions: number, { block = 64, s
   const tokens = Int32Array.from({ length: inputs }, (_, i) => (i % 3 === 0 ? 0 : 7 + i * 40));
   const truncated = Uint8Array.from({ length: inputs }, (_, i) => i % 2);
   return {
-    embeddings: { count: inputs, dimensions, stride, blocks, tokens, truncated },
+    embeddings: { dimensions, stride, blocks, tokens, truncated },
     dimensions,
     usage: { inputTokens: 99, outputTokens: 0, totalTokens: 99 },
     model: { name: 'glove-100d', version: 3, alias: 'default', executionProvider: 'cpu' },

@@ -117,7 +117,7 @@ export class Embedder {
         }
         blocks[k] = { values: batch.values, first: row, count: end - start };
       }
-      const vectors: Vectors = { count: inputs.length, dimensions: dims, stride: model.info.dimensions, blocks, tokens, truncated };
+      const vectors: Vectors = { dimensions: dims, stride: model.info.dimensions, blocks, tokens, truncated };
       const attrs = { model: served.name, version: String(served.version) };
       this.metrics.inputs.add(inputs.length, attrs);
       this.metrics.tokens.add(inputTokens, attrs);

@@ -73,11 +73,10 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * first `dimensions` floats are the vector.
  */
 export interface Vectors {
-  count: number;
   dimensions: number;
   stride: number;
   blocks: VectorBlock[];
-  /** Tokens each input used (after truncation). */
+  /** Tokens each input used (after truncation): one per input. */
   tokens: Int32Array;
   /** 1 where an input was cut to the model's maximum length. */
   truncated: Uint8Array;
@@ -100,5 +99,5 @@ export function vectorAt(v: Vectors, i: number): Float32Array {
     }
     k -= b.count;
   }
-  throw new RangeError(`no vector ${i} of ${v.count}`);
+  throw new RangeError(`no vector ${i} of ${v.tokens.length}`);
 }

@@ -19,7 +19,7 @@ const canned = {
   async embed(params: EmbedParams): Promise<EmbedResult> {
     const count = Math.min(params.inputs.length, MAX_INPUTS);
     return {
-      vectors: { count, dimensions: WIDTH, stride: WIDTH, blocks: [{ values: block, first: 0, count }], tokens: new Int32Array(count).fill(12), truncated: new Uint8Array(count) },
+      vectors: { dimensions: WIDTH, stride: WIDTH, blocks: [{ values: block, first: 0, count }], tokens: new Int32Array(count).fill(12), truncated: new Uint8Array(count) },
       inputTokens: 12 * count,
       served: { name: 'canned', version: 1, alias: 'default', executionProvider: 'none' },
       timings: { queueMs: 0, inferenceMs: 0, totalMs: 0 },
