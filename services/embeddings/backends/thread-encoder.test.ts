@@ -5,6 +5,7 @@ import { UnavailableError } from '../../runtime/errors.js';
 import { collectingLog, createOnnxSession } from '../../runtime/models/onnx-session.js';
 import { Texts } from '../domain/texts.js';
 import { TextTokenizer } from '../domain/tokenizer.js';
+import { heldTexts } from '../testing/held-texts.js';
 import { createModelFolder, type ModelFolder } from '../testing/model-folder.js';
 import { OnnxEncoder } from './onnx-encoder.js';
 import { ThreadEncoder } from './thread-encoder.js';
@@ -17,20 +18,6 @@ const TEXTS = Texts.of(STRINGS);
 // first 8 dimensions.
 const ROWS = STRINGS.map((text, i) => ({ texts: TEXTS, start: i, end: i + 1, shape: { side: i === 1 ? ('left' as const) : ('right' as const), dimensions: i === 2 ? 8 : 0, normalize: i !== 3 } }));
 
-/** Texts held as UTF-8 the way a request brings them: each after a tag byte and a length byte. */
-function asUtf8(strings: string[]): Texts {
-  const parts: Buffer[] = [];
-  const bounds = new Int32Array(2 * strings.length);
-  let at = 0;
-  strings.forEach((s, i) => {
-    const bytes = Buffer.from(s, 'utf8');
-    parts.push(Buffer.from([0x12, bytes.length]), bytes);
-    bounds[2 * i] = at + 2;
-    bounds[2 * i + 1] = at + 2 + bytes.length;
-    at += 2 + bytes.length;
-  });
-  return Texts.utf8(Buffer.concat(parts), bounds);
-}
 const MAX_LENGTH = 12;
 
 let folder: ModelFolder;
@@ -79,8 +66,8 @@ describe('packTexts', () => {
     const shape = { side: 'right' as const, dimensions: 0, normalize: true };
     const request = ['zero', 'one', 'é 日本', '', 'last'];
     const packed = packTexts([
-      { texts: asUtf8(request), start: 1, end: 4, shape },
-      { texts: asUtf8(['x', 'y']), start: 1, end: 2, shape },
+      { texts: heldTexts(request), start: 1, end: 4, shape },
+      { texts: heldTexts(['x', 'y']), start: 1, end: 2, shape },
     ]);
     const rows = packed.rows;
     const texts = Array.from({ length: 4 }, (_, r) => Buffer.from(packed.bytes).toString('utf8', rows[2 * r], rows[2 * r + 1]));
@@ -109,7 +96,7 @@ describe('ThreadEncoder', () => {
       const whole = await threaded.run([{ texts: TEXTS, start: 0, end: TEXTS.length, shape }]);
       expect(plain(whole)).toEqual(plain(await here.run(packTexts(ROWS.map((r) => ({ ...r, shape }))))));
       // Texts held as UTF-8 (as requests bring them) give the same as strings.
-      const bytes = asUtf8(STRINGS);
+      const bytes = heldTexts(STRINGS);
       expect(plain(await threaded.run(ROWS.map((r) => ({ ...r, texts: bytes }))))).toEqual(plain(expected));
       // The long text (row 1) was cut to the maximum length, from the left as it asked; its full length is kept.
       expect(a.counts[1]).toBe(MAX_LENGTH);

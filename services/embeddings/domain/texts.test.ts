@@ -1,27 +1,13 @@
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
+import { heldTexts } from '../testing/held-texts.js';
 import { Texts } from './texts.js';
-
-/** Texts held as UTF-8 the way a request brings them: each after a tag byte and a length byte. */
-function held(parts: (string | number[])[]): Texts {
-  const chunks: Buffer[] = [];
-  const bounds = new Int32Array(2 * parts.length);
-  let at = 0;
-  parts.forEach((p, i) => {
-    const bytes = typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p);
-    chunks.push(Buffer.from([0x12, bytes.length]), bytes);
-    bounds[2 * i] = at + 2;
-    bounds[2 * i + 1] = at + 2 + bytes.length;
-    at += 2 + bytes.length;
-  });
-  return Texts.utf8(Buffer.concat(chunks), bounds);
-}
 
 const STRINGS = ['cat', '', '   ', '\t\n ', ' \u00a0 ', '\u3000', '\ufeff x', 'é 日本 🙂', '  leading', 'trailing \u2028'];
 
 describe('Texts', () => {
   it('reads the same held as strings or as UTF-8: text, blank, size at least the length', () => {
-    for (const texts of [Texts.of(STRINGS), held(STRINGS)]) {
+    for (const texts of [Texts.of(STRINGS), heldTexts(STRINGS)]) {
       expect(texts.length).toBe(STRINGS.length);
       expect(texts.toArray()).toEqual(STRINGS);
       STRINGS.forEach((s, i) => {
@@ -31,7 +17,7 @@ describe('Texts', () => {
       });
     }
     // Held as UTF-8, the size is the bytes.
-    expect(held(STRINGS).size(7)).toBe(Buffer.byteLength('é 日本 🙂'));
+    expect(heldTexts(STRINGS).size(7)).toBe(Buffer.byteLength('é 日本 🙂'));
   });
 
   it('reads bytes that are not UTF-8 as U+FFFD, as the generated decoder does, and never sizes them under their length', () => {
@@ -39,7 +25,7 @@ describe('Texts', () => {
     const next = (n: number) => ((a = (a * 1103515245 + 12345) >>> 0) >>> 8) % n;
     for (let k = 0; k < 2000; k++) {
       const bytes = Array.from({ length: next(12) }, () => [0x20, 0x41, 0x09, 0xc3, 0xa9, 0xe2, 0x80, 0xa8, 0xf0, 0x9f, 0xff, 0xa0][next(12)]!);
-      const texts = held([bytes]);
+      const texts = heldTexts([bytes]);
       const expected = Buffer.from(bytes).toString('utf8');
       expect(texts.text(0)).toBe(expected);
       expect(texts.isBlank(0)).toBe(expected.trim().length === 0);
@@ -48,7 +34,7 @@ describe('Texts', () => {
   });
 
   it('writes a run of texts as UTF-8 with where each one lies, held or not', () => {
-    for (const texts of [Texts.of(STRINGS), held(STRINGS)]) {
+    for (const texts of [Texts.of(STRINGS), heldTexts(STRINGS)]) {
       const size = texts.utf8Size(6, 9);
       const out = new Uint8Array(4 + size);
       const spans = new Int32Array(8);
@@ -59,7 +45,7 @@ describe('Texts', () => {
       expect(texts.utf8Size(3, 3)).toBe(0);
     }
     // Held, the bytes between the texts come along (two per text here); as strings, only the texts.
-    expect(held(STRINGS).utf8Size(0, 2)).toBe(3 + 2);
+    expect(heldTexts(STRINGS).utf8Size(0, 2)).toBe(3 + 2);
     expect(Texts.of(STRINGS).utf8Size(0, 2)).toBe(3);
   });
 });
