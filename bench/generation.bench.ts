@@ -31,7 +31,8 @@ import { OnnxDecoder } from '../services/generation/backends/onnx-decoder.js';
 import { buildGpt2Mini, TRAINED_GPT2_MINI_DIR } from '../services/generation/defaults/gpt2-mini.js';
 import { sharedCacheDir } from '../services/generation/testing/model-folder.js';
 import { createClient, waitForReady } from '../services/runtime/client.js';
-import { grpcFrame, H2GrpcClient } from '../services/runtime/testing/h2-client.js';
+import { H2GrpcClient } from '../services/runtime/testing/h2-client.js';
+import { grpcFrame } from '../services/runtime/unary-stream.js';
 import type { BenchResult } from './types.js';
 
 const STREAM_TOKENS = 128;

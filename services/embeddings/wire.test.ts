@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EmbedRequest, EmbedResponse, EmbedStreamRequest, EmbedStreamResponse, TruncationDirection } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { grpcFrame } from '../runtime/unary-stream.js';
 import { vectorAt, type VectorBlock } from './domain/vectors.js';
 import {
   decodeEmbedRequest,
@@ -7,6 +8,7 @@ import {
   decodeUtf8,
   EmbeddingServiceDefinition,
   embedResponseBytes,
+  embedResponseFrame,
   embedStreamResponseBytes,
   replyMessage,
   splitFields,
@@ -59,6 +61,7 @@ describe('embedding response encoding', () => {
     for (const [inputs, dimensions, layout] of shapes) {
       const m = reply(inputs * 1000 + dimensions, inputs, dimensions, layout);
       expect(Buffer.from(embedResponseBytes(m))).toEqual(generated(m));
+      expect(embedResponseFrame(m)).toEqual(grpcFrame(generated(m)));
     }
   });
 
@@ -87,6 +90,7 @@ describe('embedding response encoding', () => {
   it('serves the definition with the fast serializers and the generated ones everywhere else', () => {
     const m = reply(9, 2, 4);
     expect(EmbeddingServiceDefinition.embed.responseSerialize(m)).toEqual(generated(m));
+    expect(EmbeddingServiceDefinition.embed.responseFrame(m)).toEqual(grpcFrame(generated(m)));
     expect(EmbeddingServiceDefinition.embed.path).toBe('/maas.embeddings.v1.EmbeddingService/Embed');
     expect(EmbeddingServiceDefinition.tokenize).toBeDefined();
   });

@@ -127,14 +127,36 @@ function writeTail(v: Vectors, index: number, out: Uint8Array, pos: number): num
  * move towards the start and none is overwritten before it has moved. Rows of other blocks are copied one by one.
  */
 export function embedResponseBytes(m: EmbedReply): Buffer {
-  if (!LITTLE_ENDIAN) return asBuffer(EmbedResponse.encode(replyMessage(m)).finish());
+  return writeEmbedResponse(m, 0);
+}
+
+/**
+ * The same bytes as a gRPC message frame (a flag byte and the length before them), written in place, so the
+ * runtime's unary path sends them without copying the response into a frame of its own.
+ */
+export function embedResponseFrame(m: EmbedReply): Buffer {
+  const out = writeEmbedResponse(m, 5);
+  out[0] = 0;
+  out.writeUInt32BE(out.length - 5, 1);
+  return out;
+}
+
+/** embedResponseBytes' bytes after `head` bytes left for the caller. */
+function writeEmbedResponse(m: EmbedReply, head: number): Buffer {
+  if (!LITTLE_ENDIAN) {
+    const bytes = EmbedResponse.encode(replyMessage(m)).finish();
+    if (head === 0) return asBuffer(bytes);
+    const out = Buffer.allocUnsafe(head + bytes.length);
+    out.set(bytes, head);
+    return out;
+  }
   const v = m.embeddings;
   const floats = v.dimensions * 4;
   const rest = EmbedResponse.encode({ ...m, embeddings: [] }).finish();
-  let end = 0;
+  let end = head;
   for (let i = 0; i < v.tokens.length; i++) end += fieldSize(v, i, floats);
   const out = Buffer.allocUnsafe(end + rest.byteLength);
-  let pos = 0;
+  let pos = head;
   let index = 0;
   for (const { values, first, count } of v.blocks) {
     if (v.stride === v.dimensions && floats !== 0) {
@@ -303,6 +325,6 @@ export function splitFields(bytes: Uint8Array, tag: number): { spans: Int32Array
 /** The generated service definition with the fast request decoders and response encoders on Embed and EmbedStream. */
 export const EmbeddingServiceDefinition = {
   ...EmbeddingServiceService,
-  embed: { ...EmbeddingServiceService.embed, requestDeserialize: decodeEmbedRequest, responseSerialize: embedResponseBytes },
+  embed: { ...EmbeddingServiceService.embed, requestDeserialize: decodeEmbedRequest, responseSerialize: embedResponseBytes, responseFrame: embedResponseFrame },
   embedStream: { ...EmbeddingServiceService.embedStream, requestDeserialize: decodeEmbedStreamRequest, responseSerialize: embedStreamResponseBytes },
 } as const;

@@ -13,7 +13,7 @@ export interface CallSignal {
   dispose(): void;
 }
 
-interface Cancellable {
+export interface Cancellable {
   cancelled: boolean;
   on(event: 'cancelled', listener: () => void): unknown;
   removeListener(event: 'cancelled', listener: () => void): unknown;

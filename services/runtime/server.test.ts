@@ -1,3 +1,4 @@
+import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HealthClient, HealthCheckResponse_ServingStatus as S } from '../../gen/grpc/health/v1/health.js';
@@ -6,7 +7,8 @@ import { listServices } from '../../test/support/reflection.js';
 import { createClient, serverStream, unary } from './client.js';
 import { decodeStatus } from './grpc-status.js';
 import { silentLogger } from './logger.js';
-import { MeshServer } from './server.js';
+import { defineService, MeshServer, type CallContext } from './server.js';
+import { grpcFrame } from './unary-stream.js';
 
 const settings = {
   host: '127.0.0.1',
@@ -175,6 +177,139 @@ describe('MeshServer', () => {
     expect((await call<{ text: string }>(echo, 'Echo', { text: 'ok' })).text).toBe('ok');
   });
 });
+
+describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
+  const ECHO = '/maas.testing.v1.EchoService/Echo';
+  const echoBytes = (text: string) => Buffer.concat([Buffer.from([0x0a, Buffer.byteLength(text)]), Buffer.from(text)]);
+
+  it('takes unary calls from grpc-js (the hook on its stream dispatch is in place)', async () => {
+    const { server } = await start();
+    expect(server.servesUnaryItself).toBe(true);
+  });
+
+  it('hands the handler the caller metadata, text and binary, without the transport headers', async () => {
+    let seen: grpc.Metadata | undefined;
+    await startWith({ Echo: async (req: { text: string }, ctx: CallContext) => ((seen = ctx.metadata), { text: req.text }) });
+    const md = new grpc.Metadata();
+    md.set('x-tenant', 'acme');
+    md.set('x-blob-bin', Buffer.from([0, 1, 255]));
+    await new Promise((resolve, reject) => echoClient!.Echo({ text: 'hi' }, md, { deadline: Date.now() + 60_000 }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+    expect(seen!.get('x-tenant')).toEqual(['acme']);
+    expect(seen!.get('x-blob-bin')).toEqual([Buffer.from([0, 1, 255])]);
+    for (const key of ['grpc-timeout', 'content-type', 'te', 'grpc-accept-encoding']) expect(seen!.get(key)).toEqual([]);
+  });
+
+  it('answers DEADLINE_EXCEEDED at the deadline even when the handler ignores its signal, and aborts the signal', async () => {
+    let signal: AbortSignal | undefined;
+    let release!: () => void;
+    const { server } = await startWith({
+      Slow: async (_req: unknown, ctx: CallContext) => {
+        signal = ctx.signal;
+        await new Promise<void>((r) => (release = r));
+        return { text: 'late' };
+      },
+    });
+    // Sent without a deadline of the client's own, so the status is the server's.
+    const r = await raw(`127.0.0.1:${server.port}`, '/maas.testing.v1.EchoService/Slow', [grpcFrame(Buffer.from([0x08, 0x01]))], { 'grpc-timeout': '200m' });
+    expect(Number(r.headers['grpc-status'])).toBe(grpc.status.DEADLINE_EXCEEDED);
+    await waitFor(() => signal?.aborted === true);
+    expect((signal!.reason as Error & { kind: string }).kind).toBe('deadline_exceeded');
+    release();
+    await waitFor(() => server.inFlight === 0);
+  });
+
+  it('aborts the handler signal when the caller cancels a unary call', async () => {
+    let signal: AbortSignal | undefined;
+    const { server } = await startWith({ Slow: async (_req: unknown, ctx: CallContext) => ((signal = ctx.signal), new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)))) });
+    const pending = echoClient!.Slow({ ms: 1 }, (_e: Error | null) => undefined) as grpc.ClientUnaryCall;
+    await waitFor(() => server.inFlight === 1);
+    pending.cancel();
+    await waitFor(() => server.inFlight === 0);
+    expect((signal!.reason as Error & { kind: string }).kind).toBe('cancelled');
+  });
+
+  it('leaves a compressed request to grpc-js, which answers it', async () => {
+    const { address } = await start();
+    const gz = new EchoClient(address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip }) as grpc.Client & Record<string, Function>;
+    clients.push(gz);
+    expect((await call<{ text: string }>(gz, 'Echo', { text: 'squeezed '.repeat(50) })).text).toBe('squeezed '.repeat(50));
+  });
+
+  it('reads a request cut into one-byte DATA frames', async () => {
+    const { address } = await start();
+    const frame = grpcFrame(echoBytes('piece by piece'));
+    const r = await raw(address, ECHO, [...frame].map((b) => Buffer.from([b])));
+    expect(r.trailers['grpc-status']).toBe('0');
+    expect(r.data.subarray(5)).toEqual(echoBytes('piece by piece'));
+  });
+
+  it.each([
+    ['no message', [], grpc.status.UNIMPLEMENTED, /no request message/],
+    ['half a message', [grpcFrame(echoBytes('cut')).subarray(0, 7)], grpc.status.UNIMPLEMENTED, /no request message/],
+    ['two messages', [grpcFrame(echoBytes('a')), grpcFrame(echoBytes('b'))], grpc.status.UNIMPLEMENTED, /second request message/],
+    ['bytes that are not the message', [grpcFrame(Buffer.from([0x0b]))], grpc.status.INVALID_ARGUMENT, /could not be decoded as protobuf/],
+    ['a declared length over the limit', [Buffer.from([0, 0, 0x10, 0, 0, 1, 2, 3])], grpc.status.RESOURCE_EXHAUSTED, /larger than max \(1048576 vs 1000\)/],
+  ])('answers %s with a status and keeps the connection serving', async (_name, body, code, message) => {
+    const { address, echo } = await start({ maxReceiveMessageBytes: 1000 });
+    const r = await raw(address, ECHO, body);
+    expect(r.headers[':status']).toBe(200);
+    expect(Number(r.headers['grpc-status'] ?? r.trailers['grpc-status'])).toBe(code);
+    expect(decodeURI(String(r.headers['grpc-message'] ?? r.trailers['grpc-message']))).toMatch(message);
+    expect((await call<{ text: string }>(echo, 'Echo', { text: 'still here' })).text).toBe('still here');
+  });
+
+  it('refuses a response over the send limit with RESOURCE_EXHAUSTED', async () => {
+    const { echo } = await start({ maxSendMessageBytes: 100 });
+    const err = (await call(echo, 'Echo', { text: 'y'.repeat(500) }).catch((e) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(err.details).toMatch(/Sent message larger than max/);
+  });
+
+  it('leaves what it does not serve to grpc-js: a malformed grpc-timeout, another content type', async () => {
+    const { address } = await start();
+    const badTimeout = await raw(address, ECHO, [grpcFrame(echoBytes('t'))], { 'grpc-timeout': 'soon' });
+    expect(Number(badTimeout.headers['grpc-status'] ?? badTimeout.trailers['grpc-status'])).toBe(grpc.status.INTERNAL);
+    const json = await raw(address, ECHO, [Buffer.from('{}')], { 'content-type': 'application/json' });
+    expect(json.headers[':status']).toBe(415);
+  });
+
+  let echoClient: (grpc.Client & Record<string, Function>) | undefined;
+  async function startWith(handlers: Record<string, unknown>) {
+    const definition = EchoClient.service as unknown as Record<string, never>;
+    const fallback = { Echo: async (req: { text: string }) => ({ text: req.text }), Slow: async () => ({ text: '' }), Fail: async () => ({ text: '' }), Count: async function* () {}, Collect: async () => ({ text: '' }) };
+    server = new MeshServer({ component: 'echo', settings, log: silentLogger, services: [defineService(definition, { ...fallback, ...handlers } as never)], extraDescriptors: echoProto });
+    const port = await server.start();
+    echoClient = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    clients.push(echoClient);
+    return { server };
+  }
+});
+
+/** One call over a plain node:http2 client: the request's DATA written piece by piece, the answer as it came. */
+async function raw(address: string, path: string, pieces: Buffer[], extra: OutgoingHttpHeaders = {}) {
+  const session = http2.connect(`http://${address}`);
+  try {
+    const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extra });
+    let headers: IncomingHttpHeaders = {};
+    let trailers: IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => (headers = h));
+    req.on('trailers', (t) => (trailers = t));
+    req.on('data', (c: Buffer) => chunks.push(c));
+    for (const piece of pieces) {
+      req.write(piece);
+      await new Promise((r) => setImmediate(r));
+    }
+    req.end();
+    await new Promise<void>((resolve, reject) => {
+      req.on('close', resolve);
+      req.on('error', reject);
+    });
+    return { headers, trailers, data: Buffer.concat(chunks) };
+  } finally {
+    session.close();
+  }
+}
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;

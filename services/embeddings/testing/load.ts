@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EmbedRequest } from '../../../gen/maas/embeddings/v1/embeddings.js';
-import { grpcFrame, H2GrpcClient } from '../../runtime/testing/h2-client.js';
+import { H2GrpcClient } from '../../runtime/testing/h2-client.js';
+import { grpcFrame } from '../../runtime/unary-stream.js';
 
 const WORDS = (
   'the a of to and in is was for on that with as by at from his her it an be are were this which have has had ' +

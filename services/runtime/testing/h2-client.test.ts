@@ -5,7 +5,8 @@ import net from 'node:net';
 import { echoProto, echoService } from '../../../test/fixtures/echo-service.js';
 import { silentLogger } from '../logger.js';
 import { MeshServer } from '../server.js';
-import { grpcFrame, H2GrpcClient } from './h2-client.js';
+import { grpcFrame } from '../unary-stream.js';
+import { H2GrpcClient } from './h2-client.js';
 
 const settings = {
   host: '127.0.0.1',

@@ -310,14 +310,6 @@ function split(pending: Pending, data: Buffer): void {
   if (buffer.length > 0) pending.partial = Buffer.from(buffer);
 }
 
-/** A gRPC length-prefixed frame (uncompressed) holding one serialized message. */
-export function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
-
 function splitAddress(address: string): [string, number] {
   const colon = address.lastIndexOf(':');
   return [address.slice(0, colon).replace(/^\[|\]$/g, ''), Number(address.slice(colon + 1))];
