@@ -39,19 +39,23 @@ const CODES: Record<ErrorKind, Status> = {
 /**
  * Turns anything a handler threw into a gRPC status. MaasErrors keep their message and gain details;
  * a status-shaped error from a downstream gRPC call passes through unchanged; anything else is INTERNAL
- * with a generic message, and its cause goes to the log only.
+ * with a generic message, and its cause goes to the log only. A message is sent percent-encoded by
+ * encodeURI, which throws on a lone surrogate (a message may quote what a caller sent): those become U+FFFD.
  */
 export function toStatus(err: unknown, log?: Logger): Partial<StatusObject> & { code: Status; details: string } {
   if (err instanceof MaasError) {
     const code = CODES[err.kind];
-    return { code, details: err.message, metadata: detailsMetadata(code, err) };
+    return { code, details: wellFormed(err.message), metadata: detailsMetadata(code, err) };
   }
   if (isServiceError(err)) {
-    return { code: err.code, details: err.details, metadata: err.metadata };
+    return { code: err.code, details: wellFormed(err.details), metadata: err.metadata };
   }
   log?.error({ err }, 'unexpected error while handling a call');
   return { code: Status.INTERNAL, details: 'internal error; the server logged the cause' };
 }
+
+const LONE_SURROGATE = /\p{Cs}/gu;
+const wellFormed = (text: string) => text.replace(LONE_SURROGATE, '\uFFFD');
 
 function detailsMetadata(code: Status, err: MaasError): Metadata {
   const details: Any[] = [pack('google.rpc.ErrorInfo', ErrorInfo.encode({ reason: err.reason, domain: ERROR_DOMAIN, metadata: err.metadata }).finish())];

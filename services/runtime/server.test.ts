@@ -8,6 +8,8 @@ import { createClient, serverStream, unary } from './client.js';
 import { decodeStatus } from './grpc-status.js';
 import { silentLogger } from './logger.js';
 import { defineService, MeshServer, type CallContext } from './server.js';
+import { InvalidArgumentError } from './errors.js';
+import { takeStreamsFirst } from './stream-hook.js';
 import { grpcFrame } from './unary-stream.js';
 
 const settings = {
@@ -185,6 +187,28 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
   it('takes unary calls from grpc-js (the hook on its stream dispatch is in place)', async () => {
     const { server } = await start();
     expect(server.servesUnaryItself).toBe(true);
+  });
+
+  it('leaves every call to grpc-js, still served, when grpc-js has no stream dispatch to wrap', () => {
+    expect(takeStreamsFirst({} as grpc.Server, () => true)).toBe(false);
+    expect(takeStreamsFirst(new grpc.Server(), () => false)).toBe(true);
+  });
+
+  it('answers a status whose message holds a lone surrogate, with U+FFFD in its place, unary or streaming', async () => {
+    const refuse = () => {
+      throw new InvalidArgumentError('input "\ud800" is not text');
+    };
+    await startWith({ Fail: async () => refuse(), Count: async function* () { yield refuse(); } });
+    const err = (await call(echoClient!, 'Fail', { kind: 'x' }).catch((e) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err.details).toBe('input "\ufffd" is not text');
+    const streamed = await new Promise<grpc.ServiceError>((resolve) => {
+      const stream = echoClient!.Count({ ms: 1 }) as grpc.ClientReadableStream<unknown>;
+      stream.on('data', () => undefined);
+      stream.on('error', resolve);
+    });
+    expect([streamed.code, streamed.details]).toEqual([grpc.status.INVALID_ARGUMENT, 'input "\ufffd" is not text']);
+    expect((await call<{ text: string }>(echoClient!, 'Echo', { text: 'alive' })).text).toBe('alive');
   });
 
   it('hands the handler the caller metadata, text and binary, without the transport headers', async () => {

@@ -293,7 +293,14 @@ export class MeshServer {
           return;
         }
         const request = method.requestDeserialize(bytes);
-        const c = this.begin(reg, site, call, call.metadata);
+        let c: ReturnType<MeshServer['begin']>;
+        try {
+          c = this.begin(reg, site, call, call.metadata);
+        } catch (err) {
+          // Not expected (the tracer or a metric threw); answered, as grpc-js answers a handler that throws.
+          call.sendStatus(toStatus(err, this.log));
+          return;
+        }
         const fail = (err: unknown) => {
           const status = c.status(err);
           call.sendStatus(status);

@@ -146,9 +146,11 @@ export class UnaryStream {
       return;
     }
     if (!this.open()) return;
-    this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    this.stream.once('wantTrailers', () => this.stream.sendTrailers(STATUS_OK));
-    this.stream.end(frame);
+    this.send(() => {
+      this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      this.stream.once('wantTrailers', () => this.stream.sendTrailers(STATUS_OK));
+      this.stream.end(frame);
+    });
   }
 
   /** Answers with a status and no message (trailers only). */
@@ -159,7 +161,17 @@ export class UnaryStream {
 
   private status({ code, details, metadata }: UnaryStatus): void {
     if (!this.open()) return;
-    this.stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...metadata?.toHttp2Headers() }, { endStream: true });
+    const trailers = { ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...metadata?.toHttp2Headers() };
+    this.send(() => this.stream.respond(trailers, { endStream: true }));
+  }
+
+  /** Runs `write`; if node:http2 refuses it (the session went away between the check and the write), resets the stream. */
+  private send(write: () => void): void {
+    try {
+      write();
+    } catch {
+      this.stream.destroy();
+    }
   }
 
   private open(): boolean {
