@@ -148,7 +148,9 @@ export class MeshServer {
       }
       this.health.set(reg.name, ServingStatus.NOT_SERVING);
     }
-    this.servesUnaryItself = takeStreamsFirst(this.server, (stream, headers) => unaryRoutes.get(headers[':path'] as string)?.(stream, headers) ?? false);
+    // grpc-js server interceptors (none today) would be bypassed by the unary path, so with any it is not taken.
+    this.servesUnaryItself =
+      !serverOptions.interceptors?.length && takeStreamsFirst(this.server, (stream, headers) => unaryRoutes.get(headers[':path'] as string)?.(stream, headers) ?? false);
     const names = services.map((r) => r.name);
     const pkg = { ...loadFileDescriptorSetFromBuffer(readFileSync(DESCRIPTORS)), ...options.extraDescriptors };
     new ReflectionService(pkg, { services: names }).addToServer(this.server);
