@@ -1,6 +1,6 @@
 import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HealthClient, HealthCheckResponse_ServingStatus as S } from '../../gen/grpc/health/v1/health.js';
 import { EchoClient, echoProto, echoService } from '../../test/fixtures/echo-service.js';
 import { listServices } from '../../test/support/reflection.js';
@@ -10,7 +10,7 @@ import { silentLogger } from './logger.js';
 import { defineService, MeshServer, type CallContext } from './server.js';
 import { InvalidArgumentError } from './errors.js';
 import { takeStreamsFirst } from './stream-hook.js';
-import { grpcFrame } from './unary-stream.js';
+import { grpcFrame, UnaryStream } from './unary-stream.js';
 
 const settings = {
   host: '127.0.0.1',
@@ -184,9 +184,23 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
   const ECHO = '/maas.testing.v1.EchoService/Echo';
   const echoBytes = (text: string) => Buffer.concat([Buffer.from([0x0a, Buffer.byteLength(text)]), Buffer.from(text)]);
 
-  it('takes unary calls from grpc-js (the hook on its stream dispatch is in place)', async () => {
-    const { server } = await start();
-    expect(server.servesUnaryItself).toBe(true);
+  it('takes unary calls from grpc-js (the hook on its stream dispatch is in place), streaming ones not', async () => {
+    const answered = vi.spyOn(UnaryStream.prototype, 'sendFrame');
+    try {
+      const { server, echo } = await start();
+      expect(server.servesUnaryItself).toBe(true);
+      expect((await call<{ text: string }>(echo, 'Echo', { text: 'mine' })).text).toBe('mine');
+      expect(answered).toHaveBeenCalledTimes(1);
+      const res = await new Promise<{ text: string }>((resolve, reject) => {
+        const c = echo.Collect((err: Error | null, r: { text: string }) => (err ? reject(err) : resolve(r))) as grpc.ClientWritableStream<unknown>;
+        c.write({ text: 'grpc-js' });
+        c.end();
+      });
+      expect(res.text).toBe('grpc-js');
+      expect(answered).toHaveBeenCalledTimes(1);
+    } finally {
+      answered.mockRestore();
+    }
   });
 
   it('leaves every call to grpc-js, still served, when grpc-js has no stream dispatch to wrap', () => {
