@@ -1,5 +1,7 @@
 import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HealthClient, HealthCheckResponse_ServingStatus as S } from '../../gen/grpc/health/v1/health.js';
 import { EchoClient, echoProto, echoService } from '../../test/fixtures/echo-service.js';
@@ -296,11 +298,19 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
     expect((await call<{ text: string }>(echo, 'Echo', { text: 'still here' })).text).toBe('still here');
   });
 
-  it('refuses a response over the send limit with RESOURCE_EXHAUSTED', async () => {
-    const { echo } = await start({ maxSendMessageBytes: 100 });
-    const err = (await call(echo, 'Echo', { text: 'y'.repeat(500) }).catch((e) => e)) as grpc.ServiceError;
-    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(err.details).toMatch(/Sent message larger than max/);
+  it('refuses a response over the send limit with RESOURCE_EXHAUSTED, and the call span says so', async () => {
+    const spans = new InMemorySpanExporter();
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+    try {
+      const { echo } = await start({ maxSendMessageBytes: 100 });
+      const err = (await call(echo, 'Echo', { text: 'y'.repeat(500) }).catch((e) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(err.details).toMatch(/Sent message larger than max/);
+      await waitFor(() => spans.getFinishedSpans().length === 1);
+      expect(spans.getFinishedSpans()[0]!.attributes['rpc.grpc.status_code']).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    } finally {
+      trace.disable();
+    }
   });
 
   it('leaves what it does not serve to grpc-js: a malformed grpc-timeout, another content type', async () => {

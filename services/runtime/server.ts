@@ -317,8 +317,9 @@ export class MeshServer {
               fail(err);
               return;
             }
-            call.sendFrame(frame);
-            c.finish(grpc.status.OK);
+            const refused = call.sendFrame(frame);
+            if (refused) c.finish(refused.code, refused.details);
+            else c.finish(grpc.status.OK);
           }, fail);
         });
       });

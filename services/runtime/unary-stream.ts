@@ -137,20 +137,25 @@ export class UnaryStream {
     return this.deadline ?? Infinity;
   }
 
-  /** Answers with one message (a whole frame, see grpcFrame) and OK, or RESOURCE_EXHAUSTED if it is over the send limit. */
-  sendFrame(frame: Buffer): void {
+  /**
+   * Answers with one message (a whole frame, see grpcFrame) and OK, or RESOURCE_EXHAUSTED if it is over the send
+   * limit; returns the refusal, if it was refused, so that the call's span and metrics say what the caller got.
+   */
+  sendFrame(frame: Buffer): UnaryStatus | undefined {
     this.handlerAnswered = true;
     const max = this.limits.maxSendMessageBytes;
     if (max !== -1 && frame.length - 5 > max) {
-      this.status({ code: Status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${frame.length - 5} vs. ${max})` });
-      return;
+      const refused = { code: Status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${frame.length - 5} vs. ${max})` };
+      this.status(refused);
+      return refused;
     }
-    if (!this.open()) return;
+    if (!this.open()) return undefined;
     this.send(() => {
       this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
       this.stream.once('wantTrailers', () => this.stream.sendTrailers(STATUS_OK));
       this.stream.end(frame);
     });
+    return undefined;
   }
 
   /** Answers with a status and no message (trailers only). */
