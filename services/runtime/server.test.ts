@@ -298,6 +298,31 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
     expect((await call<{ text: string }>(echo, 'Echo', { text: 'still here' })).text).toBe('still here');
   });
 
+  it('answers DEADLINE_EXCEEDED to a request whose message has not all arrived by its deadline, without running the handler', async () => {
+    let ran = false;
+    const { server } = await startWith({ Echo: async () => ((ran = true), { text: '' }) });
+    const r = await raw(`127.0.0.1:${server.port}`, ECHO, [grpcFrame(echoBytes('slow upload')).subarray(0, 6)], { 'grpc-timeout': '100m' }, { halfOpen: true });
+    expect(Number(r.headers['grpc-status'])).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(ran).toBe(false);
+    expect(server.inFlight).toBe(0);
+  });
+
+  it('forgets a request the client resets while it is being read, and serves the next', async () => {
+    let ran = false;
+    const { server } = await startWith({ Echo: async (req: { text: string }) => ((ran = true), { text: req.text }) });
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    const req = session.request({ ':method': 'POST', ':path': ECHO, 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => undefined);
+    req.write(grpcFrame(echoBytes('never finished')).subarray(0, 8));
+    await new Promise((r) => setTimeout(r, 50));
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise((r) => req.once('close', r));
+    session.close();
+    expect(ran).toBe(false);
+    expect((await call<{ text: string }>(echoClient!, 'Echo', { text: 'next' })).text).toBe('next');
+    expect(server.inFlight).toBe(0);
+  });
+
   it('refuses a response over the send limit with RESOURCE_EXHAUSTED, and the call span says so', async () => {
     const spans = new InMemorySpanExporter();
     trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
@@ -334,7 +359,7 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
 });
 
 /** One call over a plain node:http2 client: the request's DATA written piece by piece, the answer as it came. */
-async function raw(address: string, path: string, pieces: Buffer[], extra: OutgoingHttpHeaders = {}) {
+async function raw(address: string, path: string, pieces: Buffer[], extra: OutgoingHttpHeaders = {}, { halfOpen = false } = {}) {
   const session = http2.connect(`http://${address}`);
   try {
     const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extra });
@@ -348,7 +373,9 @@ async function raw(address: string, path: string, pieces: Buffer[], extra: Outgo
       req.write(piece);
       await new Promise((r) => setImmediate(r));
     }
-    req.end();
+    // halfOpen: the request is never finished; the answer is whatever the server sends before it ends its side.
+    if (halfOpen) req.once('end', () => req.close());
+    else req.end();
     await new Promise<void>((resolve, reject) => {
       req.on('close', resolve);
       req.on('error', reject);
