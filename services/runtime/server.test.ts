@@ -2,7 +2,7 @@ import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:
 import * as grpc from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { HealthClient, HealthCheckResponse_ServingStatus as S } from '../../gen/grpc/health/v1/health.js';
 import { EchoClient, echoProto, echoService } from '../../test/fixtures/echo-service.js';
 import { listServices } from '../../test/support/reflection.js';
@@ -240,6 +240,7 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
   });
 
   it('answers DEADLINE_EXCEEDED at the deadline even when the handler ignores its signal, and aborts the signal', async () => {
+    const spans = recordSpans();
     let signal: AbortSignal | undefined;
     let release!: () => void;
     const { server } = await startWith({
@@ -256,6 +257,9 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
     expect((signal!.reason as Error & { kind: string }).kind).toBe('deadline_exceeded');
     release();
     await waitFor(() => server.inFlight === 0);
+    // The handler's late answer went nowhere; its span says what the caller got.
+    await waitFor(() => spans.getFinishedSpans().length === 1);
+    expect(spans.getFinishedSpans()[0]!.attributes['rpc.grpc.status_code']).toBe(grpc.status.DEADLINE_EXCEEDED);
   });
 
   it('aborts the handler signal when the caller cancels a unary call', async () => {
@@ -324,18 +328,13 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
   });
 
   it('refuses a response over the send limit with RESOURCE_EXHAUSTED, and the call span says so', async () => {
-    const spans = new InMemorySpanExporter();
-    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
-    try {
-      const { echo } = await start({ maxSendMessageBytes: 100 });
-      const err = (await call(echo, 'Echo', { text: 'y'.repeat(500) }).catch((e) => e)) as grpc.ServiceError;
-      expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-      expect(err.details).toMatch(/Sent message larger than max/);
-      await waitFor(() => spans.getFinishedSpans().length === 1);
-      expect(spans.getFinishedSpans()[0]!.attributes['rpc.grpc.status_code']).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    } finally {
-      trace.disable();
-    }
+    const spans = recordSpans();
+    const { echo } = await start({ maxSendMessageBytes: 100 });
+    const err = (await call(echo, 'Echo', { text: 'y'.repeat(500) }).catch((e) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(err.details).toMatch(/Sent message larger than max/);
+    await waitFor(() => spans.getFinishedSpans().length === 1);
+    expect(spans.getFinishedSpans()[0]!.attributes['rpc.grpc.status_code']).toBe(grpc.status.RESOURCE_EXHAUSTED);
   });
 
   it('leaves what it does not serve to grpc-js: a malformed grpc-timeout, another content type', async () => {
@@ -357,6 +356,14 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
     return { server };
   }
 });
+
+/** Spans the server records from here to the end of the test (a tracer provider of its own, removed after). */
+function recordSpans(): InMemorySpanExporter {
+  const spans = new InMemorySpanExporter();
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+  onTestFinished(() => trace.disable());
+  return spans;
+}
 
 /** One call over a plain node:http2 client: the request's DATA written piece by piece, the answer as it came. */
 async function raw(address: string, path: string, pieces: Buffer[], extra: OutgoingHttpHeaders = {}, { halfOpen = false } = {}) {

@@ -73,6 +73,8 @@ export class UnaryStream {
   cancelled = false;
   private answered = false;
   private handlerAnswered = false;
+  /** The status this call was answered with, if it was answered without a message. */
+  private sent: UnaryStatus | undefined;
   private onCancel: (() => void) | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
 
@@ -138,8 +140,9 @@ export class UnaryStream {
   }
 
   /**
-   * Answers with one message (a whole frame, see grpcFrame) and OK, or RESOURCE_EXHAUSTED if it is over the send
-   * limit; returns the refusal, if it was refused, so that the call's span and metrics say what the caller got.
+   * Answers with one message (a whole frame, see grpcFrame) and OK. Returns what the caller got instead, if not
+   * that — RESOURCE_EXHAUSTED for a message over the send limit, the DEADLINE_EXCEEDED already sent, CANCELLED
+   * when the caller went — so that the call's span and metrics say what the caller got.
    */
   sendFrame(frame: Buffer): UnaryStatus | undefined {
     this.handlerAnswered = true;
@@ -149,7 +152,7 @@ export class UnaryStream {
       this.status(refused);
       return refused;
     }
-    if (!this.open()) return undefined;
+    if (!this.open()) return this.sent ?? (this.cancelled ? { code: Status.CANCELLED, details: 'the caller cancelled the call' } : undefined);
     this.send(() => {
       this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
       this.stream.once('wantTrailers', () => this.stream.sendTrailers(STATUS_OK));
@@ -164,8 +167,10 @@ export class UnaryStream {
     this.status(status);
   }
 
-  private status({ code, details, metadata }: UnaryStatus): void {
+  private status(status: UnaryStatus): void {
     if (!this.open()) return;
+    this.sent = status;
+    const { code, details, metadata } = status;
     const trailers = { ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(details), ...metadata?.toHttp2Headers() };
     this.send(() => this.stream.respond(trailers, { endStream: true }));
   }
