@@ -42,7 +42,9 @@ export function createEmbeddingHandlers({ embedder, streamWindow, log }: Handler
       const answer = async (m: EmbedStreamCall): Promise<EmbedStreamReply> => {
         try {
           if (!m.request) throw InvalidArgumentError.field('request', 'must be set');
-          return { tag: m.tag, response: await embed(m.request, ctx.signal) };
+          // A signal of its own (AbortSignal.any adds no listener to the call's): a full window of requests, each
+          // listening for cancellation, would otherwise pile past Node's leak warning on the one call signal.
+          return { tag: m.tag, response: await embed(m.request, AbortSignal.any([ctx.signal])) };
         } catch (err) {
           return { tag: m.tag, error: statusOf(err, log) };
         }

@@ -427,6 +427,32 @@ describe('EmbedStream', () => {
     expectClose(received[3]!.response!.embeddings[0]!.values, direct.embeddings[0]!.values);
   });
 
+  it('keeps a full window of requests in flight without piling listeners on the call signal', async () => {
+    // Every request in flight listens for the call's cancellation; with all of them on one signal, Node warned
+    // of a "possible EventTarget memory leak" (MaxListenersExceededWarning) once more than 10 were in flight.
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const { client } = await start({ MAAS_EMBEDDINGS_STREAM_WINDOW: '32' });
+      const call = client.embedStream();
+      let received = 0;
+      const done = new Promise<void>((resolve, reject) => {
+        call.on('data', () => received++);
+        call.on('end', resolve);
+        call.on('error', reject);
+      });
+      for (let i = 0; i < 64; i++) call.write({ tag: String(i), request: EmbedRequest.fromPartial({ inputs: [`request ${i} of many`, 'and another'] }) });
+      call.end();
+      await done;
+      expect(received).toBe(64);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('answers each message before the next is sent (a client in lockstep)', async () => {
     const { client } = await start();
     const call = client.embedStream();

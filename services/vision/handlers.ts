@@ -63,7 +63,9 @@ export function createVisionHandlers(deps: { service: VisionService; streamWindo
       };
       const page = async (req: RecognizeTextStreamRequest, index: number): Promise<RecognizeTextStreamResponse> => {
         try {
-          return { pageId: req.pageId, index, result: await recognize(req.model, req.image, textOptions(req.options), ctx) };
+          // A signal of its own per page in flight, as EmbedStream's requests have (see embeddings/handlers.ts).
+          const own = { ...ctx, signal: AbortSignal.any([ctx.signal]) };
+          return { pageId: req.pageId, index, result: await recognize(req.model, req.image, textOptions(req.options), own) };
         } catch (err) {
           return { pageId: req.pageId, index, error: rpcStatus(err, ctx) };
         }
