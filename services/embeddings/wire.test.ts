@@ -226,7 +226,7 @@ describe('embedding request decoding', () => {
 
 /** A decoded call with its inputs as strings, to compare with the generated decoder's message. */
 function read(call: EmbedCall): EmbedRequest {
-  return { ...call, inputs: call.inputs.toArray() };
+  return { ...call, inputs: Array.from({ length: call.inputs.length }, (_, i) => call.inputs.text(i)) };
 }
 
 function readStream(call: EmbedStreamCall): EmbedStreamRequest {

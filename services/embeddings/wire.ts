@@ -23,6 +23,7 @@ import {
   EmbedStreamRequest,
   EmbedStreamResponse,
 } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { FRAME_HEADER_BYTES, writeFrameHeader } from '../runtime/unary-stream.js';
 import { Texts } from './domain/texts.js';
 import { vectorAt, type Vectors } from './domain/vectors.js';
 
@@ -119,13 +120,7 @@ function writeTail(v: Vectors, index: number, out: Uint8Array, pos: number): num
   return pos;
 }
 
-/**
- * An EmbedResponse's bytes, in one Buffer of exactly their length. A block whose rows lie back to back (the
- * request kept all of the model's dimensions) is copied in at once, to the end of the part of the buffer the
- * Embeddings take, and each row then moved down to its place (no view per row): a row's place is never past
- * where it was staged (the block's rows and whatever follows them take at least the staged bytes), so rows
- * move towards the start and none is overwritten before it has moved. Rows of other blocks are copied one by one.
- */
+/** An EmbedResponse's bytes, in one Buffer of exactly their length. */
 export function embedResponseBytes(m: EmbedReply): Buffer {
   return writeEmbedResponse(m, 0);
 }
@@ -135,13 +130,18 @@ export function embedResponseBytes(m: EmbedReply): Buffer {
  * runtime's unary path sends them without copying the response into a frame of its own.
  */
 export function embedResponseFrame(m: EmbedReply): Buffer {
-  const out = writeEmbedResponse(m, 5);
-  out[0] = 0;
-  out.writeUInt32BE(out.length - 5, 1);
+  const out = writeEmbedResponse(m, FRAME_HEADER_BYTES);
+  writeFrameHeader(out);
   return out;
 }
 
-/** embedResponseBytes' bytes after `head` bytes left for the caller. */
+/**
+ * embedResponseBytes' bytes after `head` bytes left for the caller. A block whose rows lie back to back (the
+ * request kept all of the model's dimensions) is copied in at once, to the end of the part of the buffer the
+ * Embeddings take, and each row then moved down to its place (no view per row): a row's place is never past
+ * where it was staged (the block's rows and whatever follows them take at least the staged bytes), so rows
+ * move towards the start and none is overwritten before it has moved. Rows of other blocks are copied one by one.
+ */
 function writeEmbedResponse(m: EmbedReply, head: number): Buffer {
   if (!LITTLE_ENDIAN) {
     const bytes = EmbedResponse.encode(replyMessage(m)).finish();
@@ -217,15 +217,9 @@ export function decodeEmbedRequest(bytes: Uint8Array): EmbedCall {
     const m = EmbedRequest.decode(new BinaryReader(bytes, decodeUtf8));
     return { ...m, inputs: Texts.of(m.inputs) };
   }
+  // Every field but the inputs, as the generated decoder reads them (a field added later comes along too).
   const m = EmbedRequest.decode(new BinaryReader(fields.rest, decodeUtf8));
-  return {
-    model: m.model,
-    inputs: Texts.utf8(bytes, fields.spans, fields.count),
-    normalize: m.normalize,
-    truncate: m.truncate,
-    truncationDirection: m.truncationDirection,
-    dimensions: m.dimensions,
-  };
+  return { ...m, inputs: Texts.utf8(bytes, fields.spans, fields.count) };
 }
 
 export function decodeEmbedStreamRequest(bytes: Uint8Array): EmbedStreamCall {
@@ -236,8 +230,8 @@ export function decodeEmbedStreamRequest(bytes: Uint8Array): EmbedStreamCall {
     const m = EmbedStreamRequest.decode(new BinaryReader(bytes, decodeUtf8));
     return { tag: m.tag, request: m.request && { ...m.request, inputs: Texts.of(m.request.inputs) } };
   }
-  const { tag } = EmbedStreamRequest.decode(new BinaryReader(fields.rest, decodeUtf8));
-  return { tag, request: decodeEmbedRequest(bytes.subarray(fields.spans[0], fields.spans[1])) };
+  const m = EmbedStreamRequest.decode(new BinaryReader(fields.rest, decodeUtf8));
+  return { ...m, request: decodeEmbedRequest(bytes.subarray(fields.spans[0], fields.spans[1])) };
 }
 
 /**

@@ -32,12 +32,20 @@ const RESPONSE_HEADERS = {
 const STATUS_OK = { 'grpc-status': '0', 'grpc-message': 'OK' };
 const ignore = () => undefined;
 
+/** Bytes before a gRPC message in its frame: a flag byte (1: compressed) and the message's length. */
+export const FRAME_HEADER_BYTES = 5;
+
+/** Writes the header of `frame`, a whole uncompressed gRPC frame whose message follows the header's bytes. */
+export function writeFrameHeader(frame: Buffer): void {
+  frame[0] = 0;
+  frame.writeUInt32BE(frame.length - FRAME_HEADER_BYTES, 1);
+}
+
 /** A message as a gRPC frame: no compression, its length, the message. */
 export function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(message.length + 5);
-  frame[0] = 0;
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
+  const frame = Buffer.allocUnsafe(message.length + FRAME_HEADER_BYTES);
+  writeFrameHeader(frame);
+  frame.set(message, FRAME_HEADER_BYTES);
   return frame;
 }
 
@@ -108,22 +116,22 @@ export class UnaryStream {
       if (this.answered) return;
       size += chunk.length;
       chunks.push(chunk);
-      if (length < 0 && size >= 5) {
+      if (length < 0 && size >= FRAME_HEADER_BYTES) {
         length = (chunks.length === 1 ? chunk : Buffer.concat(chunks, size)).readUInt32BE(1);
         if (max !== -1 && length > max) {
           this.status({ code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs ${max})` });
           return;
         }
       }
-      if (length >= 0 && size > length + 5) this.status({ code: Status.UNIMPLEMENTED, details: `Received a second request message for server streaming method ${this.path}` });
+      if (length >= 0 && size > length + FRAME_HEADER_BYTES) this.status({ code: Status.UNIMPLEMENTED, details: `Received a second request message for server streaming method ${this.path}` });
     });
     this.stream.once('end', () => {
       if (this.answered) return;
-      if (length < 0 || size < length + 5) {
+      if (length < 0 || size < length + FRAME_HEADER_BYTES) {
         this.status({ code: Status.UNIMPLEMENTED, details: `Received no request message for server streaming method ${this.path}` });
         return;
       }
-      onMessage((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)).subarray(5));
+      onMessage((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)).subarray(FRAME_HEADER_BYTES));
     });
   }
 
@@ -147,8 +155,9 @@ export class UnaryStream {
   sendFrame(frame: Buffer): UnaryStatus | undefined {
     this.handlerAnswered = true;
     const max = this.limits.maxSendMessageBytes;
-    if (max !== -1 && frame.length - 5 > max) {
-      const refused = { code: Status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${frame.length - 5} vs. ${max})` };
+    const length = frame.length - FRAME_HEADER_BYTES;
+    if (max !== -1 && length > max) {
+      const refused = { code: Status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${length} vs. ${max})` };
       this.status(refused);
       return refused;
     }

@@ -30,11 +30,6 @@ export class Texts {
     return this.utf8!.toString('utf8', this.bounds![2 * i], this.bounds![2 * i + 1]);
   }
 
-  /** All of them as strings. */
-  toArray(): string[] {
-    return this.strings ? [...this.strings] : Array.from({ length: this.length }, (_, i) => this.text(i));
-  }
-
   /**
    * Text i's size for estimates and limits: its length for a string, its UTF-8 bytes otherwise (never less
    * than its length as a string: a UTF-16 code unit takes at least one byte).
