@@ -3,6 +3,7 @@
 import { Status as RpcStatus } from '../../gen/google/rpc/status.js';
 import type { ModelRef } from '../../gen/maas/common/v1/model.js';
 import { Pooling, TruncationDirection, type ModelInfo } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { childSignal } from '../runtime/call-signal.js';
 import { InvalidArgumentError } from '../runtime/errors.js';
 import { toStatus } from '../runtime/grpc-status.js';
 import type { Logger } from '../runtime/logger.js';
@@ -42,9 +43,7 @@ export function createEmbeddingHandlers({ embedder, streamWindow, log }: Handler
       const answer = async (m: EmbedStreamCall): Promise<EmbedStreamReply> => {
         try {
           if (!m.request) throw InvalidArgumentError.field('request', 'must be set');
-          // A signal of its own (AbortSignal.any adds no listener to the call's): a full window of requests, each
-          // listening for cancellation, would otherwise pile past Node's leak warning on the one call signal.
-          return { tag: m.tag, response: await embed(m.request, AbortSignal.any([ctx.signal])) };
+          return { tag: m.tag, response: await embed(m.request, childSignal(ctx.signal)) };
         } catch (err) {
           return { tag: m.tag, error: statusOf(err, log) };
         }

@@ -57,3 +57,13 @@ function toEpochMs(d: Deadline): number | undefined {
   if (typeof d === 'number' && Number.isFinite(d)) return d;
   return undefined;
 }
+
+/**
+ * A signal of its own for one piece of work among several in flight on one call (a request of a stream, a
+ * page): aborted when the call's is, with its reason, and adding no listener to it (AbortSignal.any). Each
+ * piece's own listeners (queue entry, model lease) go on this one; all on the call's signal, a window of more
+ * than ~10 pieces made Node print a MaxListenersExceededWarning ("possible EventTarget memory leak").
+ */
+export function childSignal(call: AbortSignal): AbortSignal {
+  return AbortSignal.any([call]);
+}

@@ -20,6 +20,7 @@ import type {
   RecognizeTextStreamResponse,
   VisionServiceService,
 } from '../../gen/maas/vision/v1/vision.js';
+import { childSignal } from '../runtime/call-signal.js';
 import { InvalidArgumentError } from '../runtime/errors.js';
 import { toStatus } from '../runtime/grpc-status.js';
 import type { ModelSelector } from '../runtime/models/types.js';
@@ -63,8 +64,7 @@ export function createVisionHandlers(deps: { service: VisionService; streamWindo
       };
       const page = async (req: RecognizeTextStreamRequest, index: number): Promise<RecognizeTextStreamResponse> => {
         try {
-          // A signal of its own per page in flight, as EmbedStream's requests have (see embeddings/handlers.ts).
-          const own = { ...ctx, signal: AbortSignal.any([ctx.signal]) };
+          const own = { ...ctx, signal: childSignal(ctx.signal) };
           return { pageId: req.pageId, index, result: await recognize(req.model, req.image, textOptions(req.options), own) };
         } catch (err) {
           return { pageId: req.pageId, index, error: rpcStatus(err, ctx) };
