@@ -205,7 +205,7 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
     }
   });
 
-  it('leaves every call to grpc-js, still served, when grpc-js has no stream dispatch to wrap', () => {
+  it('does not wrap a grpc-js Server without the stream dispatch methods (MeshServer then leaves every call to grpc-js)', () => {
     expect(takeStreamsFirst({} as grpc.Server, () => true)).toBe(false);
     expect(takeStreamsFirst(new grpc.Server(), () => false)).toBe(true);
   });
@@ -273,10 +273,13 @@ describe('MeshServer: unary calls served on the HTTP/2 stream itself', () => {
   });
 
   it('leaves a compressed request to grpc-js, which answers it', async () => {
+    const answered = vi.spyOn(UnaryStream.prototype, 'sendFrame');
+    onTestFinished(() => answered.mockRestore());
     const { address } = await start();
     const gz = new EchoClient(address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip }) as grpc.Client & Record<string, Function>;
     clients.push(gz);
     expect((await call<{ text: string }>(gz, 'Echo', { text: 'squeezed '.repeat(50) })).text).toBe('squeezed '.repeat(50));
+    expect(answered).not.toHaveBeenCalled();
   });
 
   it('reads a request cut into one-byte DATA frames', async () => {
