@@ -1,6 +1,6 @@
 // A unary call read and answered straight on the HTTP/2 stream grpc-js accepted, without its per-call machinery
 // (interceptor chain, stream decoder, listener objects, event emitters per call). On a small call that machinery
-// is about a quarter of the event loop's work. Only the plain case is taken here — content-type application/grpc,
+// is a fifth to a quarter of the event loop's work. Only the plain case is taken here — content-type application/grpc,
 // no compression, a well-formed grpc-timeout or none, headers grpc-js can read; acceptUnary answers undefined for
 // anything else and grpc-js serves that call as it serves every other. Statuses and their wording are grpc-js's
 // own, so a client cannot tell which path served it.
