@@ -1,9 +1,11 @@
 // One HTTP/2 connection to one replica, used for raw gRPC pass-through: the gateway forwards frames instead of
-// decoding messages, so it does not need a gRPC client object per call. The connection is opened on first use,
+// decoding messages, so it does not need a gRPC client object per call (nor `node:http2`'s client: see
+// h2-connection.ts). The connection is opened on first use,
 // dropped when it fails or the replica sends GOAWAY (the next call opens a new one), and pinged while open so
 // a replica that vanished without closing its socket is noticed.
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http2';
 import net from 'node:net';
+import { H2Connection, type H2ConnectionOptions, type H2Stream } from './h2-connection.js';
 
 export interface UpstreamOptions {
   /** Called when a connection could not be made or broke (the replica should be left out for a while). */
@@ -12,15 +14,14 @@ export interface UpstreamOptions {
   keepaliveTimeoutMs?: number;
 }
 
-const SESSION_OPTIONS: http2.ClientSessionOptions = {
-  settings: { enablePush: false, initialWindowSize: 4 * 1024 * 1024 },
-  maxSessionMemory: 64,
+const CONNECTION_OPTIONS: H2ConnectionOptions = {
+  initialWindowSize: 4 * 1024 * 1024,
   // Calls beyond the replica's stream limit wait for a free stream instead of failing.
-  peerMaxConcurrentStreams: 1000,
+  assumedMaxConcurrentStreams: 1000,
 };
 
 export class H2Upstream {
-  private session: ClientHttp2Session | undefined;
+  private session: H2Connection | undefined;
   private pinger: NodeJS.Timeout | undefined;
   private closed = false;
   readonly authority: string;
@@ -33,8 +34,8 @@ export class H2Upstream {
   }
 
   /** Starts a call; the stream is queued until the connection is up. */
-  request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
-    return this.connect().request(headers, { endStream: false });
+  request(headers: OutgoingHttpHeaders): H2Stream {
+    return this.connect().request(headers);
   }
 
   /** True when a connection is open (or opening) now. */
@@ -42,18 +43,16 @@ export class H2Upstream {
     return this.session !== undefined;
   }
 
-  private connect(): ClientHttp2Session {
-    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+  private connect(): H2Connection {
+    if (this.session?.usable) return this.session;
     if (this.closed) throw new Error(`upstream ${this.address} is closed`);
+    // A connection out of stream ids finishes its calls and closes; the next calls go on a new one.
+    this.stopPinging();
+    this.session?.close();
     const { host, port } = splitHostPort(this.address);
-    const session = http2.connect(`http://${this.authority}`, {
-      ...SESSION_OPTIONS,
-      createConnection: () => {
-        const socket = net.connect({ host, port });
-        socket.setNoDelay(true);
-        return socket;
-      },
-    });
+    const socket = net.connect({ host, port });
+    socket.setNoDelay(true);
+    const session = new H2Connection(socket, CONNECTION_OPTIONS);
     this.session = session;
     let connected = false;
     session.once('connect', () => {
@@ -69,23 +68,19 @@ export class H2Upstream {
     session.on('error', (err) => drop(err));
     session.on('goaway', () => drop());
     session.on('close', () => drop(connected ? undefined : new Error(`could not connect to ${this.address}`)));
-    session.unref();
+    socket.unref();
     this.startPinging(session);
     return session;
   }
 
-  private startPinging(session: ClientHttp2Session): void {
+  private startPinging(session: H2Connection): void {
     const every = this.options.keepaliveTimeMs ?? 30_000;
     const timeout = this.options.keepaliveTimeoutMs ?? 10_000;
     this.pinger = setInterval(() => {
       if (session.closed || session.destroyed || session.connecting) return;
       const t = setTimeout(() => session.destroy(new Error(`keepalive ping to ${this.address} unanswered`)), timeout);
       t.unref();
-      try {
-        session.ping(() => clearTimeout(t));
-      } catch {
-        clearTimeout(t);
-      }
+      session.ping(() => clearTimeout(t));
     }, every);
     this.pinger.unref();
   }

@@ -5,7 +5,7 @@
 // chosen the replica. Responses are piped back with backpressure (an idempotent unary answer is held until it is
 // complete, so a replica lost halfway through answering is retried too), and the caller's cancel or deadline
 // cancels the replica's call at once.
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import { DeadlineExceededError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../services/runtime/errors.js';
 import { toStatus } from '../../services/runtime/grpc-status.js';
@@ -13,12 +13,13 @@ import { Attr, tracer } from '../../services/runtime/telemetry/tracing.js';
 import { ANONYMOUS, type Principal } from '../domain/auth.js';
 import type { Resolution } from '../domain/catalog.js';
 import { backoffMs, mayRetry, type AttemptFailure } from '../domain/retry.js';
+import { H2Error, type H2Stream } from '../clients/h2-connection.js';
 import type { PoolReplica } from '../clients/service-pool.js';
 import type { MethodRoute } from '../routes/method-table.js';
 import type { FrontContext } from './front.js';
 import { formatGrpcTimeout, MessageScanner, messageTooLarge, parseGrpcTimeout, plainMessage, readModelRef, statusHeaders } from './wire.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, HTTP2_FLAG_END_STREAM } = { ...http2.constants, HTTP2_FLAG_END_STREAM: 0x1 };
+const HTTP2_FLAG_END_STREAM = 0x1;
 
 /** Request headers that are not passed on as they are. */
 const NOT_FORWARDED = new Set(['te', 'content-type', 'grpc-timeout', 'host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'content-length', 'http2-settings']);
@@ -58,7 +59,7 @@ export class ProxyCall {
   private requestEnded = false;
   private affinity: string | undefined;
 
-  private up: ClientHttp2Stream | undefined;
+  private up: H2Stream | undefined;
   private replica: PoolReplica | undefined;
   private upEnded = false;
   private upTrailers: IncomingHttpHeaders | undefined;
@@ -234,7 +235,7 @@ export class ProxyCall {
     this.upTrailers = undefined;
     this.heldHeaders = undefined;
     this.heldData = undefined;
-    let up: ClientHttp2Stream;
+    let up: H2Stream;
     try {
       up = replica.handle.upstream.request(this.upstreamHeaders(replica));
     } catch (err) {
@@ -289,7 +290,7 @@ export class ProxyCall {
     return out;
   }
 
-  onResponse(up: ClientHttp2Stream, h: IncomingHttpHeaders, flags: number): void {
+  onResponse(up: H2Stream, h: IncomingHttpHeaders, flags: number): void {
     if (up !== this.up || this.finished) return;
     const statusCode = Number(h[':status']);
     const grpcStatus = h['grpc-status'];
@@ -336,11 +337,11 @@ export class ProxyCall {
     }
   }
 
-  onUpTrailers(up: ClientHttp2Stream, t: IncomingHttpHeaders): void {
+  onUpTrailers(up: H2Stream, t: IncomingHttpHeaders): void {
     if (up === this.up) this.upTrailers = t;
   }
 
-  onResponseData(up: ClientHttp2Stream, chunk: Buffer): void {
+  onResponseData(up: H2Stream, chunk: Buffer): void {
     if (up !== this.up || this.finished) return;
     if (this.heldHeaders) {
       if (this.route.kind === 'unary') {
@@ -356,7 +357,7 @@ export class ProxyCall {
     }
   }
 
-  onResponseEnd(up: ClientHttp2Stream): void {
+  onResponseEnd(up: H2Stream): void {
     // Without trailers the response did not really end (the replica's connection broke): 'close' decides.
     if (up !== this.up || this.finished || !this.upTrailers) return;
     if (this.heldHeaders && !this.releaseHeld()) return;
@@ -366,7 +367,7 @@ export class ProxyCall {
     this.stream.end();
   }
 
-  onUpstreamClose(up: ClientHttp2Stream, replica: PoolReplica): void {
+  onUpstreamClose(up: H2Stream, replica: PoolReplica): void {
     replica.outstanding--;
     if (up !== this.up) return;
     if (this.upEnded) {
@@ -375,7 +376,7 @@ export class ProxyCall {
     }
     if (this.finished) return;
     replica.failed++;
-    const neverSent = up.id === undefined || up.rstCode === NGHTTP2_REFUSED_STREAM;
+    const neverSent = up.id === undefined || up.rstCode === H2Error.REFUSED_STREAM;
     const began = this.responded || this.heldHeaders !== undefined;
     this.attemptFailed(replica, neverSent ? 'not_sent' : 'lost', neverSent ? 'could not be reached' : began ? 'failed before it finished answering' : 'failed before it answered');
   }
@@ -411,9 +412,9 @@ export class ProxyCall {
     this.clientSpan = undefined;
   }
 
-  private retryAfter(up: ClientHttp2Stream | undefined, reason: AttemptFailure): void {
+  private retryAfter(up: H2Stream | undefined, reason: AttemptFailure): void {
     this.endClientSpan(14, `attempt failed (${reason}); retrying`);
-    if (up) up.close(NGHTTP2_CANCEL);
+    if (up) up.close(H2Error.CANCEL);
     this.up = undefined;
     const r = this.ctx.retry;
     const delay = backoffMs(this.attempts, r.backoffMs, r.backoffMaxMs);
@@ -503,7 +504,7 @@ export class ProxyCall {
   private cancelUpstream(): void {
     const up = this.up;
     this.up = undefined;
-    if (up && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+    if (up && !up.closed && !up.destroyed) up.close(H2Error.CANCEL);
   }
 
   onClientClose(): void {
@@ -553,7 +554,7 @@ function copyTrailers(h: IncomingHttpHeaders): OutgoingHttpHeaders {
 const CALL = Symbol('proxyCall');
 const REPLICA = Symbol('replica');
 type CallStream = ServerHttp2Stream & { [CALL]: ProxyCall };
-type UpStream = ClientHttp2Stream & { [CALL]: ProxyCall; [REPLICA]: PoolReplica };
+type UpStream = H2Stream & { [CALL]: ProxyCall; [REPLICA]: PoolReplica };
 
 function ignore(): void {}
 function onClientClose(this: CallStream): void {
