@@ -241,6 +241,17 @@ describe('H2Connection against node:http2', () => {
     expect(r.trailers).toEqual({ 'grpc-status': '0' });
   });
 
+  it('gives a small receive window back in time to read a response many times its size', async () => {
+    const { port } = await server(echo);
+    const c = connect(port, { initialWindowSize: 1000 });
+    const body = Buffer.alloc(200_000, 3);
+    const s = c.request(request());
+    const r = record(s);
+    s.end(body);
+    await r.closed;
+    expect(r.body().equals(body)).toBe(true);
+  });
+
   it('reads a trailers-only answer as a response that ends the stream', async () => {
     const { port } = await server((stream) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'no such thing' }, { endStream: true });

@@ -561,6 +561,8 @@ export class H2Stream extends EventEmitter {
   private sendWindow = 0;
   private recvSize = 0;
   private recvUnacked = 0;
+  /** Consumed bytes are given back to the peer in steps of this size (not per message). */
+  private recvStep = 0;
   private queue: Buffer[] = [];
   private queued = 0;
   private endRequested = false;
@@ -654,6 +656,7 @@ export class H2Stream extends EventEmitter {
     this.id = id;
     this.sendWindow = sendWindow;
     this.recvSize = recvWindow;
+    this.recvStep = Math.max(1, Math.min(64 * 1024, recvWindow >> 1));
   }
 
   /** Sends what the windows allow of the queued request bytes (and END_STREAM once all is out). */
@@ -776,8 +779,7 @@ export class H2Stream extends EventEmitter {
   private deliver(data: Buffer): void {
     this.emit('data', data);
     this.recvUnacked += data.length;
-    // Give the window back in large steps, not per message.
-    if (this.recvUnacked >= 64 * 1024 && !this.remoteEnded && !this.isClosed) {
+    if (this.recvUnacked >= this.recvStep && !this.remoteEnded && !this.isClosed) {
       this.conn.consumed(this, this.recvUnacked);
       this.recvSize += this.recvUnacked;
       this.recvUnacked = 0;
