@@ -241,6 +241,65 @@ describe('H2Connection against node:http2', () => {
     expect(r.trailers).toEqual({ 'grpc-status': '0' });
   });
 
+  it('bounds what paused streams hold in all, and gives the window back once they are read', async () => {
+    const size = 6 * 1024 * 1024;
+    const { port } = await server((stream, headers) => {
+      stream.on('data', () => undefined);
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(headers[':path'] === '/big' ? Buffer.alloc(size, 9) : Buffer.from('small'));
+      });
+    });
+    const c = connect(port, { initialWindowSize: 16 * 1024 * 1024, connectionWindowSize: 2 * 1024 * 1024, maxHeldBytes: 1024 * 1024 });
+    const paused = [c.request(request('/big')), c.request(request('/big'))];
+    const records = paused.map((s) => {
+      s.once('response', () => s.pause());
+      s.end();
+      return record(s);
+    });
+    await new Promise((res) => setTimeout(res, 300));
+    expect(c.heldBytes, 'held: at most the limit plus one connection window').toBeLessThanOrEqual(3 * 1024 * 1024);
+    expect(c.heldBytes).toBeGreaterThan(1024 * 1024);
+    for (const s of paused) s.resume();
+    await Promise.all(records.map((r) => r.closed));
+    for (const r of records) expect(r.body().length).toBe(size);
+    expect(c.heldBytes).toBe(0);
+    // The connection's window came back whole: a later call still gets through.
+    const next = c.request(request());
+    const n = record(next);
+    next.end();
+    await n.closed;
+    expect(n.body().toString()).toBe('small');
+  });
+
+  it('gives the window back for what a paused stream held when it is cancelled', async () => {
+    const { port } = await server((stream, headers) => {
+      stream.on('data', () => undefined);
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(headers[':path'] === '/big' ? Buffer.alloc(4 * 1024 * 1024, 9) : Buffer.from('small'));
+      });
+    });
+    const c = connect(port, { initialWindowSize: 16 * 1024 * 1024, connectionWindowSize: 1024 * 1024, maxHeldBytes: 0 });
+    for (let i = 0; i < 3; i++) {
+      const s = c.request(request('/big'));
+      s.once('response', () => s.pause());
+      const r = record(s);
+      s.end();
+      await new Promise((res) => setTimeout(res, 100));
+      s.close(H2Error.CANCEL);
+      await r.closed;
+    }
+    expect(c.heldBytes).toBe(0);
+    const next = c.request(request());
+    const n = record(next);
+    next.end();
+    await n.closed;
+    expect(n.body().toString()).toBe('small');
+  });
+
   it('gives a small receive window back in time to read a response many times its size', async () => {
     const { port } = await server(echo);
     const c = connect(port, { initialWindowSize: 1000 });

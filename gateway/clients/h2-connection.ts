@@ -63,6 +63,11 @@ export interface H2ConnectionOptions {
   initialWindowSize?: number;
   /** Our receive window for the whole connection. */
   connectionWindowSize?: number;
+  /**
+   * Bytes that paused streams may hold in all before what they receive is given back to the connection's
+   * window only as it is taken (which then slows every stream on the connection, and bounds the memory).
+   */
+  maxHeldBytes?: number;
   /** The largest frame we accept (SETTINGS_MAX_FRAME_SIZE). */
   maxFrameSize?: number;
   /** Streams opened at once before the peer's SETTINGS say how many it allows. */
@@ -100,6 +105,10 @@ export class H2Connection extends EventEmitter {
   private sendWindow = DEFAULT_WINDOW;
   private recvWindow: number;
   private recvUnacked = 0;
+  private readonly fullRecvWindow: number;
+  private readonly maxHeld: number;
+  /** What paused streams hold now. */
+  heldBytes = 0;
 
   private out: Buffer[] = [];
   private outBytes = 0;
@@ -117,7 +126,8 @@ export class H2Connection extends EventEmitter {
     super();
     this.localWindow = options.initialWindowSize ?? 4 * 1024 * 1024;
     this.localMaxFrame = options.maxFrameSize ?? MIN_FRAME_SIZE;
-    this.recvWindow = options.connectionWindowSize ?? 16 * 1024 * 1024;
+    this.recvWindow = this.fullRecvWindow = options.connectionWindowSize ?? 16 * 1024 * 1024;
+    this.maxHeld = options.maxHeldBytes ?? 32 * 1024 * 1024;
     this.peerMaxConcurrent = options.assumedMaxConcurrentStreams ?? 1000;
     this.decoder = new HpackDecoder(4096, options.maxHeaderListSize ?? 64 * 1024);
     socket.on('connect', () => this.onConnect());
@@ -270,7 +280,7 @@ export class H2Connection extends EventEmitter {
     this.out.push(PREFACE);
     this.outBytes += PREFACE.length;
     this.frame(Frame.SETTINGS, 0, 0, settings);
-    if (this.recvWindow > DEFAULT_WINDOW) this.frame(Frame.WINDOW_UPDATE, 0, 0, u32(this.recvWindow - DEFAULT_WINDOW));
+    if (this.fullRecvWindow > DEFAULT_WINDOW) this.frame(Frame.WINDOW_UPDATE, 0, 0, u32(this.fullRecvWindow - DEFAULT_WINDOW));
     for (const b of queued) {
       this.out.push(b);
       this.outBytes += b.length;
@@ -416,18 +426,11 @@ export class H2Connection extends EventEmitter {
     const size = payload.length;
     if (size > this.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the peer sent more than the connection window');
     this.recvWindow -= size;
-    this.recvUnacked += size;
-    // The connection window is given back as data arrives; each stream's own window bounds what it buffers.
-    const full = this.options.connectionWindowSize ?? 16 * 1024 * 1024;
-    if (this.recvUnacked >= full / 2) {
-      this.frame(Frame.WINDOW_UPDATE, 0, 0, u32(this.recvUnacked));
-      this.recvWindow += this.recvUnacked;
-      this.recvUnacked = 0;
-    }
     const stream = this.streams.get(id);
     if (!stream) {
       if (id >= this.nextId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on stream ${id}, which was never opened`);
-      return; // a stream we reset or finished: its bytes only count for the connection
+      this.credit(size); // a stream we reset or finished: its bytes only count for the connection
+      return;
     }
     let data = payload;
     if (flags & PADDED) {
@@ -435,7 +438,21 @@ export class H2Connection extends EventEmitter {
       if (pad === undefined || pad >= payload.length) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA padding longer than the frame');
       data = payload.subarray(1, payload.length - pad);
     }
-    stream.onData(data, size, (flags & END_STREAM) !== 0);
+    // The connection window is given back as data arrives (each stream's own window bounds what it holds),
+    // unless paused streams already hold more than maxHeldBytes: then when it is taken.
+    const held = stream.onData(data, size, (flags & END_STREAM) !== 0);
+    if (held && this.heldBytes > this.maxHeld) stream.deferCredit(size);
+    else this.credit(size);
+  }
+
+  /** `n` received bytes no longer count against the connection's receive window. */
+  credit(n: number): void {
+    this.recvUnacked += n;
+    if (this.recvUnacked >= this.fullRecvWindow / 2 && !this.isDestroyed) {
+      this.frame(Frame.WINDOW_UPDATE, 0, 0, u32(this.recvUnacked));
+      this.recvWindow += this.recvUnacked;
+      this.recvUnacked = 0;
+    }
   }
 
   private onHeadersFrame(flags: number, id: number, payload: Buffer): void {
@@ -563,6 +580,8 @@ export class H2Stream extends EventEmitter {
   private recvUnacked = 0;
   /** Consumed bytes are given back to the peer in steps of this size (not per message). */
   private recvStep = 0;
+  /** Connection-window credit for held bytes, returned when they are taken (see maxHeldBytes). */
+  private deferred = 0;
   private queue: Buffer[] = [];
   private queued = 0;
   private endRequested = false;
@@ -628,13 +647,17 @@ export class H2Stream extends EventEmitter {
     this.paused = false;
     const held = this.buffered;
     this.buffered = undefined;
-    if (held) for (let i = 0; i < held.length; i++) {
-      if (this.paused || this.isClosed) {
-        this.buffered = held.slice(i).concat(this.buffered ?? []);
-        return;
+    if (held)
+      for (let i = 0; i < held.length; i++) {
+        if (this.paused || this.isClosed) {
+          if (!this.isClosed) this.buffered = held.slice(i).concat(this.buffered ?? []);
+          else for (let j = i; j < held.length; j++) this.conn.heldBytes -= held[j]!.length;
+          return;
+        }
+        this.conn.heldBytes -= held[i]!.length;
+        this.deliver(held[i]!);
       }
-      this.deliver(held[i]!);
-    }
+    this.returnDeferred();
     if (this.endPending && !this.paused) this.finishResponse();
   }
 
@@ -731,27 +754,44 @@ export class H2Stream extends EventEmitter {
     if (end) this.onRemoteEnd();
   }
 
-  onData(data: Buffer, frameSize: number, end: boolean): void {
-    if (this.isClosed || this.remoteEnded) return;
+  /** Returns true when the bytes were kept for later (the stream is paused). */
+  onData(data: Buffer, frameSize: number, end: boolean): boolean {
+    if (this.isClosed || this.remoteEnded) return false;
     if (!this.gotResponse) {
       this.reset(H2Error.PROTOCOL_ERROR);
-      return;
+      return false;
     }
     if (frameSize > this.recvSize) {
       this.reset(H2Error.FLOW_CONTROL_ERROR);
-      return;
+      return false;
     }
     this.recvSize -= frameSize;
     // Padding is consumed at once; the data when the caller takes it.
     this.recvUnacked += frameSize - data.length;
+    let held = false;
     if (data.length) {
-      if (this.paused) (this.buffered ??= []).push(Buffer.from(data));
-      else this.deliver(data);
+      if (this.paused) {
+        (this.buffered ??= []).push(Buffer.from(data));
+        this.conn.heldBytes += data.length;
+        held = true;
+      } else this.deliver(data);
     }
     if (end) {
       this.remoteEnded = true;
       this.onRemoteEnd();
     }
+    return held;
+  }
+
+  deferCredit(n: number): void {
+    this.deferred += n;
+  }
+
+  private returnDeferred(): void {
+    if (!this.deferred) return;
+    const n = this.deferred;
+    this.deferred = 0;
+    this.conn.credit(n);
   }
 
   onReset(code: number): void {
@@ -771,7 +811,10 @@ export class H2Stream extends EventEmitter {
     this.isClosed = true;
     if (rstCode !== undefined) this.rstCode = rstCode;
     this.queue = [];
+    // What it held is dropped: the connection gets its window back.
+    if (this.buffered) for (const b of this.buffered) this.conn.heldBytes -= b.length;
     this.buffered = undefined;
+    this.returnDeferred();
     this.conn.forget(this);
     process.nextTick(emitClose, this);
   }
