@@ -567,6 +567,22 @@ describe('H2Connection against node:http2', () => {
     expect(uncaught).toEqual([]);
   });
 
+  it('fails the connection, not the process, when a listener throws while a frame is handled', async () => {
+    const { port } = await server(echo);
+    const c = connect(port);
+    const errors: Error[] = [];
+    c.on('error', (e: Error) => errors.push(e));
+    const s = c.request(request());
+    s.on('response', () => {
+      throw new Error('a bug in a listener');
+    });
+    const r = record(s);
+    s.end(Buffer.from('x'));
+    await r.closed;
+    expect(errors[0]?.message).toMatch(/the gateway failed while handling a frame: Error: a bug in a listener/);
+    expect(c.destroyed).toBe(true);
+  });
+
   it('finishes open streams before a graceful close ends the connection', async () => {
     const { port } = await server((stream) => setTimeout(() => echo(stream), 30));
     const c = connect(port);

@@ -287,9 +287,7 @@ export class H2Connection extends EventEmitter {
     }
     this.flush();
     this.emit('connect');
-    if (this.isClosed) this.frame(Frame.GOAWAY, 0, 0, goawayPayload(0, H2Error.NO_ERROR));
     this.openWaiting();
-    this.maybeEnd();
   }
 
   private openWaiting(): void {
@@ -366,7 +364,9 @@ export class H2Connection extends EventEmitter {
     } catch (err) {
       if (err instanceof ConnectionError) this.connectionError(err.code, err.message);
       else if (err instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, `undecodable header block: ${err.message}`);
-      else this.connectionError(H2Error.INTERNAL_ERROR, (err as Error).message);
+      // A throw from a listener is the gateway's own fault, not the peer's; the connection still cannot go on
+      // from a half-handled frame, and failing it (the calls on it fail over) beats taking the process down.
+      else this.connectionError(H2Error.INTERNAL_ERROR, `the gateway failed while handling a frame: ${(err as Error)?.stack ?? String(err)}`);
       return;
     }
     if (at < buf.length) this.input = at === 0 ? (buf === chunk ? Buffer.from(chunk) : buf) : Buffer.from(buf.subarray(at));
@@ -536,7 +536,8 @@ export class H2Connection extends EventEmitter {
 
   private connectionError(code: number, message: string): void {
     if (this.isDestroyed) return;
-    this.frame(Frame.GOAWAY, 0, 0, goawayPayload(0, code, message));
+    // The peer hears what it broke; never the gateway's own stack.
+    this.frame(Frame.GOAWAY, 0, 0, goawayPayload(0, code, code === H2Error.INTERNAL_ERROR ? '' : message));
     this.destroy(new Error(`HTTP/2 connection error (code ${code}): ${message}`));
   }
 
