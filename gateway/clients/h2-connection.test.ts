@@ -102,6 +102,25 @@ function echo(stream: ServerHttp2Stream): void {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** Answers `/big` with `size` bytes and anything else with 'small'. */
+const bigOrSmall = (size: number) => (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+  stream.on('data', () => undefined);
+  stream.on('end', () => {
+    stream.respond({ ':status': 200 }, { waitForTrailers: true });
+    stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(headers[':path'] === '/big' ? Buffer.alloc(size, 9) : Buffer.from('small'));
+  });
+};
+
+/** A small call still gets through: the connection's window is not used up. */
+async function expectSmallCallThrough(c: H2Connection): Promise<void> {
+  const next = c.request(request());
+  const n = record(next);
+  next.end();
+  await n.closed;
+  expect(n.body().toString()).toBe('small');
+}
+
 describe('H2Connection against node:http2', () => {
   it('sends a request with its metadata and reads headers, data and trailers in order', async () => {
     let seen: IncomingHttpHeaders | undefined;
@@ -243,14 +262,7 @@ describe('H2Connection against node:http2', () => {
 
   it('bounds what paused streams hold in all, and gives the window back once they are read', async () => {
     const size = 6 * 1024 * 1024;
-    const { port } = await server((stream, headers) => {
-      stream.on('data', () => undefined);
-      stream.on('end', () => {
-        stream.respond({ ':status': 200 }, { waitForTrailers: true });
-        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(headers[':path'] === '/big' ? Buffer.alloc(size, 9) : Buffer.from('small'));
-      });
-    });
+    const { port } = await server(bigOrSmall(size));
     const c = connect(port, { initialWindowSize: 16 * 1024 * 1024, connectionWindowSize: 2 * 1024 * 1024, maxHeldBytes: 1024 * 1024 });
     const paused = [c.request(request('/big')), c.request(request('/big'))];
     const records = paused.map((s) => {
@@ -265,23 +277,11 @@ describe('H2Connection against node:http2', () => {
     await Promise.all(records.map((r) => r.closed));
     for (const r of records) expect(r.body().length).toBe(size);
     expect(c.heldBytes).toBe(0);
-    // The connection's window came back whole: a later call still gets through.
-    const next = c.request(request());
-    const n = record(next);
-    next.end();
-    await n.closed;
-    expect(n.body().toString()).toBe('small');
+    await expectSmallCallThrough(c);
   });
 
   it('gives the window back for what a paused stream held when it is cancelled', async () => {
-    const { port } = await server((stream, headers) => {
-      stream.on('data', () => undefined);
-      stream.on('end', () => {
-        stream.respond({ ':status': 200 }, { waitForTrailers: true });
-        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(headers[':path'] === '/big' ? Buffer.alloc(4 * 1024 * 1024, 9) : Buffer.from('small'));
-      });
-    });
+    const { port } = await server(bigOrSmall(4 * 1024 * 1024));
     const c = connect(port, { initialWindowSize: 16 * 1024 * 1024, connectionWindowSize: 1024 * 1024, maxHeldBytes: 0 });
     for (let i = 0; i < 3; i++) {
       const s = c.request(request('/big'));
@@ -293,11 +293,7 @@ describe('H2Connection against node:http2', () => {
       await r.closed;
     }
     expect(c.heldBytes).toBe(0);
-    const next = c.request(request());
-    const n = record(next);
-    next.end();
-    await n.closed;
-    expect(n.body().toString()).toBe('small');
+    await expectSmallCallThrough(c);
   });
 
   it('gives a small receive window back in time to read a response many times its size', async () => {
