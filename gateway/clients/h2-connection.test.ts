@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import http2, { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { frame } from '../../services/runtime/testing/h2-client.js';
 import { H2Connection, H2Error, type H2Stream } from './h2-connection.js';
 
 // Every test talks to a real `node:http2` server on a loopback port.
@@ -520,14 +521,6 @@ describe('H2Connection against node:http2', () => {
     const rand = (n: number) => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
       return seed % n;
-    };
-    const frame = (type: number, flags: number, id: number, payload: Buffer) => {
-      const h = Buffer.alloc(9);
-      h.writeUIntBE(payload.length, 0, 3);
-      h[3] = type;
-      h[4] = flags;
-      h.writeUInt32BE(id, 5);
-      return Buffer.concat([h, payload]);
     };
     let script: Buffer[] = [];
     const raw = net.createServer((sock) => {

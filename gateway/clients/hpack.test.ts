@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { frame, integer } from '../../services/runtime/testing/h2-client.js';
 import { HpackDecoder, HpackEncoder, HpackError, HUFFMAN_CODE_LENGTHS, HUFFMAN_CODES } from './hpack.js';
 
 type Pair = readonly [string, string];
@@ -11,19 +12,6 @@ const flat = (pairs: readonly Pair[]) => pairs.flatMap(([n, v]) => [n, v]);
 const bytes = (...parts: (number | number[] | string | Buffer)[]) =>
   Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.of(p) : typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
 
-/** RFC 7541 section 5.1 integer with an N-bit prefix; `flags` are the bits above the prefix in the first octet. */
-function int(prefixBits: number, flags: number, value: number): number[] {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return [flags | value];
-  const out = [flags | max];
-  let rest = value - max;
-  while (rest >= 128) {
-    out.push((rest % 128) | 0x80);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
-  return out;
-}
 
 /** Huffman-codes octets with the table under test, padding with ones. */
 function huffman(input: Uint8Array | string): Buffer {
@@ -47,7 +35,7 @@ function huffman(input: Uint8Array | string): Buffer {
 /** String literal (RFC 7541 section 5.2), raw or Huffman-coded. */
 const str = (s: string, huff = false) => {
   const body = huff ? huffman(s) : Buffer.from(s, 'latin1');
-  return bytes(int(7, huff ? 0x80 : 0, body.length), body);
+  return bytes(integer(body.length, 7, huff ? 0x80 : 0), body);
 };
 
 /** Literal with incremental indexing, new name. */
@@ -130,8 +118,8 @@ describe('HpackDecoder on the RFC 7541 Appendix C examples', () => {
     // 1337 with a 5-bit prefix is 1f 9a 0a (C.1.2); here as a table size update, then a 10 (C.1.1).
     const decoder = new HpackDecoder();
     expect(decoder.decode(hex('3f9a0a 2a'))).toEqual({ fields: [], tooLarge: false });
-    expect(int(5, 0, 1337)).toEqual([0x1f, 0x9a, 0x0a]);
-    expect(int(8, 0, 42)).toEqual([0x2a]);
+    expect(integer(1337, 5, 0)).toEqual([0x1f, 0x9a, 0x0a]);
+    expect(integer(42, 8, 0)).toEqual([0x2a]);
   });
 
   it('C.2: decodes each kind of literal field and an indexed field', () => {
@@ -281,7 +269,7 @@ describe('HpackDecoder dynamic table', () => {
     const decoder2 = new HpackDecoder(4096);
     decoder2.decode(bytes(indexedLiteral('a', '1')));
     // Two updates in a row (lower, then raise) are how a peer signals a shrink and a new size.
-    expect(decoder2.decode(bytes(0x20, int(5, 0x20, 4096), indexedLiteral('b', '2'))).fields).toEqual(['b', '2']);
+    expect(decoder2.decode(bytes(0x20, integer(4096, 5, 0x20), indexedLiteral('b', '2'))).fields).toEqual(['b', '2']);
     expect(dynamicEntries(decoder2, 1)).toEqual(['b', '2']);
     expect(() => decoder2.decode(Buffer.of(0x80 | 63))).toThrow(HpackError);
   });
@@ -289,7 +277,7 @@ describe('HpackDecoder dynamic table', () => {
   it('shrinking the table with a size update evicts down to the new size', () => {
     const decoder = new HpackDecoder();
     decoder.decode(bytes(indexedLiteral('a', '1'), indexedLiteral('b', '2'), indexedLiteral('c', '3')));
-    decoder.decode(bytes(int(5, 0x20, 70)));
+    decoder.decode(bytes(integer(70, 5, 0x20)));
     expect(dynamicEntries(decoder, 2)).toEqual(['c', '3', 'b', '2']);
     expect(() => decoder.decode(Buffer.of(0x80 | 64))).toThrow(HpackError);
   });
@@ -313,7 +301,7 @@ describe('HpackDecoder dynamic table', () => {
       const pair: Pair = [`n${i}`, 'v'.repeat(i % 50)];
       added.push(pair);
       decoder.decode(indexedLiteral(...pair));
-      if (i % 97 === 0) decoder.decode(bytes(int(5, 0x20, i % 2 ? 4096 : 1000)));
+      if (i % 97 === 0) decoder.decode(bytes(integer(i % 2 ? 4096 : 1000, 5, 0x20)));
     }
     // The last update (after entry 970) set the limit to 1000 octets; eviction keeps the longest run of newest
     // entries that fits.
@@ -366,16 +354,16 @@ describe('HpackDecoder rejects malformed blocks with HpackError', () => {
   const cases: [string, Buffer, number?][] = [
     ['an indexed field with index 0', Buffer.of(0x80)],
     ['an index beyond the static table when the dynamic table is empty', Buffer.of(0x80 | 62)],
-    ['an index far beyond the table', bytes(int(7, 0x80, 100000))],
+    ['an index far beyond the table', bytes(integer(100000, 7, 0x80))],
     ['a literal name index beyond the table', bytes(0x40 | 62, str('v'))],
-    ['a never-indexed literal with a name index beyond the table', bytes(int(4, 0x10, 62), str('v'))],
+    ['a never-indexed literal with a name index beyond the table', bytes(integer(62, 4, 0x10), str('v'))],
     ['an integer cut off by the end of the block', Buffer.of(0xff)],
     ['an integer whose continuation is cut off', Buffer.of(0xff, 0x80, 0x80)],
     ['an integer above 2^31', Buffer.of(0xff, 0xff, 0xff, 0xff, 0xff, 0x0f)],
     ['an over-long integer padded with zero continuation octets', Buffer.of(0x3f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00)],
     ['a string length past the end of the block', bytes(0x40, 0x05, 'ab')],
     ['a string length past the end, Huffman-coded', bytes(0x00, str('a'), 0x85, 0xff)],
-    ['a huge string length', bytes(0x00, int(7, 0, 2 ** 31 - 1), 'a')],
+    ['a huge string length', bytes(0x00, integer(2 ** 31 - 1, 7, 0), 'a')],
     ['a literal with the name but no value', bytes(0x40, str('name'))],
     ['a literal with an indexed name but no value', Buffer.of(0x04)],
     ['a Huffman string containing EOS', bytes(0x00, str('a'), 0x84, 0xff, 0xff, 0xff, 0xff)],
@@ -384,8 +372,8 @@ describe('HpackDecoder rejects malformed blocks with HpackError', () => {
     ['Huffman padding of 8 bits or more after a symbol', bytes(0x00, str('a'), 0x82, 0x1f, 0xff)],
     ['Huffman padding that is not all ones', bytes(0x00, str('a'), 0x81, 0x18)],
     ['Huffman padding with a zero at its end', bytes(0x00, str('a'), 0x81, 0x1e)],
-    ['a table size update above the advertised maximum', bytes(int(5, 0x20, 4097))],
-    ['a table size update above a smaller advertised maximum', bytes(int(5, 0x20, 257)), 256],
+    ['a table size update above the advertised maximum', bytes(integer(4097, 5, 0x20))],
+    ['a table size update above a smaller advertised maximum', bytes(integer(257, 5, 0x20)), 256],
     ['a table size update after a field', Buffer.of(0x82, 0x20)],
     ['a table size update after a literal', bytes(0x00, str('a'), str('b'), 0x3f, 0x01)],
   ];
@@ -396,13 +384,13 @@ describe('HpackDecoder rejects malformed blocks with HpackError', () => {
   });
 
   it('accepts the limits just inside each rule', () => {
-    expect(new HpackDecoder().decode(bytes(int(5, 0x20, 4096))).fields).toEqual([]);
+    expect(new HpackDecoder().decode(bytes(integer(4096, 5, 0x20))).fields).toEqual([]);
     expect(new HpackDecoder().decode(bytes(0x00, str('a'), 0x81, 0x1f)).fields).toEqual(['a', 'a']); // 3 ones of padding
     expect(new HpackDecoder().decode(bytes(0x00, str('a'), 0x80)).fields).toEqual(['a', '']); // empty Huffman string
     // '0' is 5 zero bits, so 00000111 is '0' plus 3 ones of padding; 0xfe 0x3f is '!' (10 bits) + 6 ones.
     expect(new HpackDecoder().decode(bytes(0x00, str('a'), 0x81, 0x07)).fields).toEqual(['a', '0']);
     expect(new HpackDecoder().decode(bytes(0x00, str('a'), 0x82, 0xfe, 0x3f)).fields).toEqual(['a', '!']);
-    const long = bytes(0x00, str('a'), int(7, 0, 2 ** 16), 'x'.repeat(2 ** 16));
+    const long = bytes(0x00, str('a'), integer(2 ** 16, 7, 0), 'x'.repeat(2 ** 16));
     expect(new HpackDecoder(4096, 1 << 20).decode(long).fields[1]).toHaveLength(2 ** 16);
   });
 
@@ -489,7 +477,7 @@ describe('HpackEncoder', () => {
   it('writes string lengths at the 127 boundary', () => {
     for (const n of [126, 127, 128, 254, 255, 16383, 16384 + 127]) {
       const value = 'v'.repeat(n);
-      expect(encoder.encode(['x', value])).toEqual(bytes(0x00, 1, 'x', int(7, 0, n), value));
+      expect(encoder.encode(['x', value])).toEqual(bytes(0x00, 1, 'x', integer(n, 7, 0), value));
     }
   });
 
@@ -528,14 +516,6 @@ const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
 const SETTINGS_HEADER_TABLE_SIZE = 0x1;
 
-function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId, 5);
-  return Buffer.concat([header, payload]);
-}
 
 interface ReceivedBlock {
   streamId: number;

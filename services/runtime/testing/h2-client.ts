@@ -315,7 +315,8 @@ function splitAddress(address: string): [string, number] {
   return [address.slice(0, colon).replace(/^\[|\]$/g, ''), Number(address.slice(colon + 1))];
 }
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+/** One HTTP/2 frame: the 9-octet header and its payload (tests that speak HTTP/2 by hand use it too). */
+export function frame(type: number, flags: number, stream: number, payload: Buffer = EMPTY): Buffer {
   const out = Buffer.allocUnsafe(9 + payload.length);
   out.writeUIntBE(payload.length, 0, 3);
   out[3] = type;
@@ -332,7 +333,7 @@ function windowUpdate(stream: number, increment: number): Buffer {
 }
 
 /** An HPACK integer with an N-bit prefix, the prefix's other bits set to `high`. */
-function integer(value: number, prefixBits: number, high: number): number[] {
+export function integer(value: number, prefixBits: number, high: number): number[] {
   const max = (1 << prefixBits) - 1;
   if (value < max) return [high | value];
   const out = [high | max];
