@@ -4,7 +4,7 @@
 // frames, parses and keeps flow control in a few plain objects. It does what a gRPC pass-through needs and no
 // more: no server push (disabled in SETTINGS), no priorities, no TLS (the mesh's hops are plaintext inside the
 // cluster, as before). The streams it returns keep the small part of `ClientHttp2Stream`'s API the gateway uses
-// (events response/trailers/data/end/close/drain, write/end/pause/resume/close, id, rstCode, closed, destroyed).
+// (events response/trailers/data/end/close/drain, write/end/pause/resume/close, id, rstCode, closed).
 //
 // What leaves in one turn of the event loop goes out in one socket write at the next tick, so a burst of calls
 // costs one syscall; requests are sent as soon as the turn that made them ends rather than when the loop next
@@ -91,13 +91,13 @@ export class H2Connection extends EventEmitter {
   private readonly pings: (() => void)[] = [];
   private readonly localWindow: number;
   private readonly localMaxFrame: number;
+  private readonly maxHeaderListSize: number;
 
   private nextId = 1;
   private connected = false;
   private goneAway = false;
   private isClosed = false;
   private isDestroyed = false;
-  private closing = false;
 
   private peerMaxConcurrent: number;
   private peerInitialWindow = DEFAULT_WINDOW;
@@ -121,7 +121,7 @@ export class H2Connection extends EventEmitter {
 
   constructor(
     private readonly socket: Socket,
-    private readonly options: H2ConnectionOptions = {},
+    options: H2ConnectionOptions = {},
   ) {
     super();
     this.localWindow = options.initialWindowSize ?? 4 * 1024 * 1024;
@@ -129,11 +129,12 @@ export class H2Connection extends EventEmitter {
     this.recvWindow = this.fullRecvWindow = options.connectionWindowSize ?? 16 * 1024 * 1024;
     this.maxHeld = options.maxHeldBytes ?? 32 * 1024 * 1024;
     this.peerMaxConcurrent = options.assumedMaxConcurrentStreams ?? 1000;
-    this.decoder = new HpackDecoder(4096, options.maxHeaderListSize ?? 64 * 1024);
+    this.maxHeaderListSize = options.maxHeaderListSize ?? 64 * 1024;
+    this.decoder = new HpackDecoder(4096, this.maxHeaderListSize);
     socket.on('connect', () => this.onConnect());
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('drain', () => this.unblock());
-    socket.on('error', (err) => this.fail(err));
+    socket.on('error', (err) => this.destroy(err));
     socket.on('close', () => this.onSocketClose());
     if (!socket.connecting && !socket.destroyed) queueMicrotask(() => this.onConnect());
   }
@@ -176,9 +177,8 @@ export class H2Connection extends EventEmitter {
   close(): void {
     if (this.isClosed || this.isDestroyed) return;
     this.isClosed = true;
-    this.closing = true;
     for (const s of this.waiting.splice(0)) s.closeNow(undefined);
-    if (this.connected) this.frame(Frame.GOAWAY, 0, 0, goawayPayload(0, H2Error.NO_ERROR));
+    if (this.connected) this.frame(Frame.GOAWAY, 0, 0, goawayPayload(H2Error.NO_ERROR));
     this.maybeEnd();
   }
 
@@ -326,13 +326,13 @@ export class H2Connection extends EventEmitter {
     this.maybeEnd();
   }
 
-  /** Stream-level receive window: the caller consumed `n` bytes of this stream. */
-  consumed(stream: H2Stream, n: number): void {
-    if (stream.id !== undefined && !stream.remoteEnded) this.frame(Frame.WINDOW_UPDATE, 0, stream.id, u32(n));
+  /** Stream-level receive window: the caller consumed `n` bytes of stream `id`. */
+  consumed(id: number, n: number): void {
+    this.frame(Frame.WINDOW_UPDATE, 0, id, u32(n));
   }
 
   private maybeEnd(): void {
-    if ((this.closing || this.goneAway) && this.streams.size === 0 && this.waiting.length === 0 && !this.isDestroyed) {
+    if ((this.isClosed || this.goneAway) && this.streams.size === 0 && this.waiting.length === 0 && !this.isDestroyed) {
       this.isDestroyed = true;
       this.flush();
       // Some peers keep their half of a connection open after GOAWAY; ours is done once our bytes are out.
@@ -369,7 +369,8 @@ export class H2Connection extends EventEmitter {
       else this.connectionError(H2Error.INTERNAL_ERROR, `the gateway failed while handling a frame: ${(err as Error)?.stack ?? String(err)}`);
       return;
     }
-    if (at < buf.length) this.input = at === 0 ? (buf === chunk ? Buffer.from(chunk) : buf) : Buffer.from(buf.subarray(at));
+    // A read's buffer is ours (the socket does not reuse it), so the partial frame at its end is kept as it is.
+    if (at < buf.length) this.input = at === 0 ? buf : buf.subarray(at);
   }
 
   private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
@@ -395,7 +396,7 @@ export class H2Connection extends EventEmitter {
       case Frame.PING: {
         if (id !== 0 || payload.length !== 8) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'malformed PING');
         if (flags & ACK) this.pings.shift()?.();
-        else this.frame(Frame.PING, ACK, 0, Buffer.from(payload));
+        else this.frame(Frame.PING, ACK, 0, payload);
         return;
       }
       case Frame.GOAWAY: {
@@ -469,16 +470,16 @@ export class H2Connection extends EventEmitter {
     if (start > end) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'HEADERS shorter than its fields');
     const part = payload.subarray(start, end);
     if (flags & END_HEADERS) this.onHeaderBlock(id, flags, part);
-    else this.continuing = { id, flags, parts: [Buffer.from(part)], size: part.length };
+    else this.continuing = { id, flags, parts: [part], size: part.length };
   }
 
   private onContinuation(flags: number, id: number, payload: Buffer): void {
     const c = this.continuing;
     if (!c || c.id !== id) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without its HEADERS');
-    c.parts.push(Buffer.from(payload));
+    c.parts.push(payload);
     c.size += payload.length;
     // The decoder bounds the decoded list; this bounds what a peer can make us hold before decoding.
-    if (c.size > 4 * (this.options.maxHeaderListSize ?? 64 * 1024) + 16_384) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'a header block too large to accept');
+    if (c.size > 4 * this.maxHeaderListSize + 16_384) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'a header block too large to accept');
     if (flags & END_HEADERS) {
       this.continuing = undefined;
       this.onHeaderBlock(id, c.flags, Buffer.concat(c.parts, c.size));
@@ -494,7 +495,7 @@ export class H2Connection extends EventEmitter {
       return;
     }
     if (tooLarge) {
-      stream.reset(H2Error.ENHANCE_YOUR_CALM);
+      stream.close(H2Error.ENHANCE_YOUR_CALM);
       return;
     }
     stream.onHeaders(headerObject(fields), flags);
@@ -537,13 +538,8 @@ export class H2Connection extends EventEmitter {
   private connectionError(code: number, message: string): void {
     if (this.isDestroyed) return;
     // The peer hears what it broke; never the gateway's own stack.
-    this.frame(Frame.GOAWAY, 0, 0, goawayPayload(0, code, code === H2Error.INTERNAL_ERROR ? '' : message));
+    this.frame(Frame.GOAWAY, 0, 0, goawayPayload(code, code === H2Error.INTERNAL_ERROR ? '' : message));
     this.destroy(new Error(`HTTP/2 connection error (code ${code}): ${message}`));
-  }
-
-  private fail(err: Error): void {
-    if (this.isDestroyed) return;
-    this.destroy(err);
   }
 
   private onSocketClose(): void {
@@ -587,7 +583,7 @@ export class H2Stream extends EventEmitter {
   private queued = 0;
   private endRequested = false;
   private localEnded = false;
-  remoteEnded = false;
+  private remoteEnded = false;
   private gotResponse = false;
   private paused = false;
   private buffered: Buffer[] | undefined;
@@ -603,10 +599,6 @@ export class H2Stream extends EventEmitter {
   }
 
   get closed(): boolean {
-    return this.isClosed;
-  }
-
-  get destroyed(): boolean {
     return this.isClosed;
   }
 
@@ -646,29 +638,21 @@ export class H2Stream extends EventEmitter {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
+    // A listener may pause or close the stream again; what is still held then stays in `buffered`.
     const held = this.buffered;
+    while (held?.length && !this.paused && !this.isClosed) {
+      const chunk = held.shift()!;
+      this.conn.heldBytes -= chunk.length;
+      this.deliver(chunk);
+    }
+    if (this.paused || this.isClosed) return;
     this.buffered = undefined;
-    if (held)
-      for (let i = 0; i < held.length; i++) {
-        if (this.paused || this.isClosed) {
-          if (!this.isClosed) this.buffered = held.slice(i).concat(this.buffered ?? []);
-          else for (let j = i; j < held.length; j++) this.conn.heldBytes -= held[j]!.length;
-          return;
-        }
-        this.conn.heldBytes -= held[i]!.length;
-        this.deliver(held[i]!);
-      }
     this.returnDeferred();
-    if (this.endPending && !this.paused) this.finishResponse();
+    if (this.endPending) this.finishResponse();
   }
 
   /** Resets the stream (RST_STREAM with `code`, NO_ERROR by default); 'close' follows on a later tick. */
   close(code: number = H2Error.NO_ERROR): void {
-    if (this.isClosed) return;
-    this.reset(code);
-  }
-
-  reset(code: number): void {
     if (this.isClosed) return;
     if (this.id !== undefined && !(this.localEnded && this.remoteEnded)) this.conn.frame(Frame.RST_STREAM, 0, this.id, u32(code));
     this.closeNow(code);
@@ -719,7 +703,7 @@ export class H2Stream extends EventEmitter {
 
   onWindowUpdate(inc: number): void {
     if (inc === 0) {
-      this.reset(H2Error.PROTOCOL_ERROR);
+      this.close(H2Error.PROTOCOL_ERROR);
       return;
     }
     this.adjustWindow(inc);
@@ -728,7 +712,7 @@ export class H2Stream extends EventEmitter {
   /** The send window moves by `delta` (a WINDOW_UPDATE, or a new SETTINGS_INITIAL_WINDOW_SIZE: may be negative). */
   adjustWindow(delta: number): void {
     if (this.sendWindow + delta > MAX_WINDOW) {
-      this.reset(H2Error.FLOW_CONTROL_ERROR);
+      this.close(H2Error.FLOW_CONTROL_ERROR);
       return;
     }
     this.sendWindow += delta;
@@ -739,7 +723,7 @@ export class H2Stream extends EventEmitter {
     if (this.isClosed || this.remoteEnded) return;
     const end = (flags & END_STREAM) !== 0;
     if (this.gotResponse && !end) {
-      this.reset(H2Error.PROTOCOL_ERROR);
+      this.close(H2Error.PROTOCOL_ERROR);
       return;
     }
     const first = !this.gotResponse;
@@ -759,11 +743,11 @@ export class H2Stream extends EventEmitter {
   onData(data: Buffer, frameSize: number, end: boolean): boolean {
     if (this.isClosed || this.remoteEnded) return false;
     if (!this.gotResponse) {
-      this.reset(H2Error.PROTOCOL_ERROR);
+      this.close(H2Error.PROTOCOL_ERROR);
       return false;
     }
     if (frameSize > this.recvSize) {
-      this.reset(H2Error.FLOW_CONTROL_ERROR);
+      this.close(H2Error.FLOW_CONTROL_ERROR);
       return false;
     }
     this.recvSize -= frameSize;
@@ -772,6 +756,7 @@ export class H2Stream extends EventEmitter {
     let held = false;
     if (data.length) {
       if (this.paused) {
+        // A copy, so that a small piece held for a while does not keep a whole read's buffer alive.
         (this.buffered ??= []).push(Buffer.from(data));
         this.conn.heldBytes += data.length;
         held = true;
@@ -824,7 +809,7 @@ export class H2Stream extends EventEmitter {
     this.emit('data', data);
     this.recvUnacked += data.length;
     if (this.recvUnacked >= this.recvStep && !this.remoteEnded && !this.isClosed) {
-      this.conn.consumed(this, this.recvUnacked);
+      this.conn.consumed(this.id!, this.recvUnacked);
       this.recvSize += this.recvUnacked;
       this.recvUnacked = 0;
     }
@@ -843,12 +828,9 @@ export class H2Stream extends EventEmitter {
     if (this.isClosed) return;
     this.emit('end');
     if (this.isClosed) return;
-    if (!this.localEnded) {
-      // The answer is complete while the request is not: the call is over, so stop sending.
-      this.reset(H2Error.CANCEL);
-      this.rstCode = undefined;
-      return;
-    }
+    // The answer is complete while the request is not: the call is over, so the peer is told to stop waiting
+    // for the rest (the stream itself ended well: no rstCode).
+    if (!this.localEnded) this.conn.frame(Frame.RST_STREAM, 0, this.id!, u32(H2Error.CANCEL));
     this.closeNow(undefined);
   }
 }
@@ -876,10 +858,11 @@ function u32(n: number): Buffer {
   return b;
 }
 
-function goawayPayload(lastId: number, code: number, debug = ''): Buffer {
+/** A client's GOAWAY: the last stream it took from the peer is always 0 (push is disabled). */
+function goawayPayload(code: number, debug = ''): Buffer {
   const d = Buffer.from(debug.slice(0, 200), 'utf8');
   const b = Buffer.allocUnsafe(8 + d.length);
-  b.writeUInt32BE(lastId, 0);
+  b.writeUInt32BE(0, 0);
   b.writeUInt32BE(code, 4);
   d.copy(b, 8);
   return b;

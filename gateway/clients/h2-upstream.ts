@@ -77,7 +77,7 @@ export class H2Upstream {
     const every = this.options.keepaliveTimeMs ?? 30_000;
     const timeout = this.options.keepaliveTimeoutMs ?? 10_000;
     this.pinger = setInterval(() => {
-      if (session.closed || session.destroyed || session.connecting) return;
+      if (session.closed || session.connecting) return;
       const t = setTimeout(() => session.destroy(new Error(`keepalive ping to ${this.address} unanswered`)), timeout);
       t.unref();
       session.ping(() => clearTimeout(t));

@@ -252,7 +252,6 @@ export class ProxyCall {
     up.on('data', onUpData);
     up.on('end', onUpEnd);
     up.on('close', onUpClose);
-    up.on('error', ignore);
     if (this.replayable) up.end(this.body);
     else {
       for (const c of this.chunks) up.write(c);
@@ -504,7 +503,7 @@ export class ProxyCall {
   private cancelUpstream(): void {
     const up = this.up;
     this.up = undefined;
-    if (up && !up.closed && !up.destroyed) up.close(H2Error.CANCEL);
+    if (up && !up.closed) up.close(H2Error.CANCEL);
   }
 
   onClientClose(): void {
