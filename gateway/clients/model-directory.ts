@@ -6,12 +6,12 @@
 // service decides.
 import * as grpc from '@grpc/grpc-js';
 import { Task } from '../../gen/maas/common/v1/model.js';
-import { ModelRegistryServiceClient, WatchEventType, type WatchModelsResponse } from '../../gen/maas/registry/v1/registry.js';
-import { serverStream, unary } from '../../services/runtime/client.js';
+import { ModelRegistryServiceService, WatchEventType, type WatchModelsResponse } from '../../gen/maas/registry/v1/registry.js';
 import { decodeStatus, isServiceError } from '../../services/runtime/grpc-status.js';
 import type { Logger } from '../../services/runtime/logger.js';
 import { ModelCatalog, type CatalogEvent, type ModelRefLike, type ModelTaskName, type Resolution } from '../domain/catalog.js';
 import type { ServicePool } from './service-pool.js';
+import { serverStreamCall, unaryCall } from './typed-calls.js';
 
 export function taskName(t: Task): ModelTaskName {
   switch (t) {
@@ -66,9 +66,9 @@ export class ModelDirectory {
   private async ask(ref: ModelRefLike): Promise<Resolution> {
     const replica = this.registry.pick(undefined);
     if (!replica) return { status: 'unknown' };
-    const client = this.registry.client(replica, ModelRegistryServiceClient);
     try {
-      const res = await unary(client.resolveModel.bind(client), { ref: { name: ref.name, version: ref.version, alias: ref.alias } }, { deadline: Date.now() + RESOLVE_TIMEOUT_MS });
+      const request = { ref: { name: ref.name, version: ref.version, alias: ref.alias } };
+      const res = await unaryCall(replica.handle.upstream, ModelRegistryServiceService.resolveModel, request, { deadline: Date.now() + RESOLVE_TIMEOUT_MS });
       const v = res.version!;
       return { status: 'found', name: v.model, version: v.version, task: taskName(v.task) };
     } catch (err) {
@@ -91,11 +91,11 @@ export class ModelDirectory {
     while (!this.stopped) {
       const replica = this.registry.pick(undefined);
       if (replica) {
-        const client = this.registry.client(replica, ModelRegistryServiceClient);
         const resuming = this.revision > 0;
         if (!resuming) this.catalog.beginSnapshot();
         try {
-          for await (const e of serverStream(client.watchModels.bind(client), { afterRevision: this.revision, models: [] }, { signal: this.abort.signal })) {
+          const events = serverStreamCall(replica.handle.upstream, ModelRegistryServiceService.watchModels, { afterRevision: this.revision, models: [] }, { signal: this.abort.signal });
+          for await (const e of events) {
             delay = 200;
             this.onEvent(e);
           }

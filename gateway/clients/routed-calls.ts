@@ -1,7 +1,7 @@
 // Typed gRPC calls through the gateway's routing, for the HTTP API: the same pools, health-aware balancing,
-// retry policy and budget as the gRPC front, with grpc-js clients (and so the runtime's tracing interceptor)
-// per replica. A unary call is retried on UNAVAILABLE when the method is idempotent; a stream only until its
-// first message arrived.
+// retry policy and budget as the gRPC front; the calls themselves go over each replica's HTTP/2 connection
+// (typed-calls.ts). A unary call is retried on UNAVAILABLE when the method is idempotent; a stream only until
+// its first message arrived.
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError } from '../../services/runtime/errors.js';
 import { isServiceError } from '../../services/runtime/grpc-status.js';

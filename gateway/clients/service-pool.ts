@@ -1,8 +1,7 @@
-// The replicas of one service: their addresses (static, or re-resolved from DNS), one raw HTTP/2 connection
-// and one health watch each, typed gRPC clients on demand (for the HTTP API), and the balancing of ReplicaSet.
+// The replicas of one service: their addresses (static, or re-resolved from DNS), one HTTP/2 connection each
+// (for the pass-through and for the HTTP API's typed calls alike, see typed-calls.ts) and one health watch each,
+// and the balancing of ReplicaSet.
 import { lookup } from 'node:dns/promises';
-import type * as grpc from '@grpc/grpc-js';
-import { createClient } from '../../services/runtime/client.js';
 import type { Logger } from '../../services/runtime/logger.js';
 import { ReplicaSet, type Balancing, type Replica } from '../domain/replicas.js';
 import { joinHostPort, type TargetSpec } from '../domain/targets.js';
@@ -12,8 +11,6 @@ import { HealthWatch } from './health-watch.js';
 export interface ReplicaHandle {
   upstream: H2Upstream;
   watch: HealthWatch | undefined;
-  /** Typed clients by constructor, made on first use. */
-  clients: Map<unknown, grpc.Client>;
 }
 
 export type PoolReplica = Replica<ReplicaHandle>;
@@ -50,7 +47,6 @@ export class ServicePool {
       dispose: (h) => {
         h.watch?.stop();
         h.upstream.close();
-        for (const c of h.clients.values()) c.close();
       },
       onAvailability: (available) => {
         options.log.info({ pool: options.name, available, replicas: this.set.replicas.length }, available ? 'service available' : 'no usable replica');
@@ -79,7 +75,6 @@ export class ServicePool {
         },
       }),
       watch: undefined,
-      clients: new Map(),
     };
     if (this.options.watchHealth === false) queueMicrotask(() => this.setHealth(handle, 'serving'));
     else {
@@ -114,16 +109,6 @@ export class ServicePool {
 
   pick(affinity: string | undefined, exclude?: ReadonlySet<PoolReplica>): PoolReplica | undefined {
     return this.set.pick(affinity, exclude);
-  }
-
-  /** A typed gRPC client (tracing interceptor included) for one replica, kept for the replica's lifetime. */
-  client<C extends grpc.Client>(replica: PoolReplica, Ctor: new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ClientOptions>) => C): C {
-    let c = replica.handle.clients.get(Ctor) as C | undefined;
-    if (!c) {
-      c = createClient(Ctor, replica.address, { channelOptions: { 'grpc.enable_retries': 0 } });
-      replica.handle.clients.set(Ctor, c);
-    }
-    return c;
   }
 
   get usable(): number {

@@ -5,8 +5,8 @@
 // errors come back in OpenAI's shape.
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ModelRegistryServiceClient } from '../../gen/maas/registry/v1/registry.js';
-import { unary } from '../../services/runtime/client.js';
+import { ModelRegistryServiceService } from '../../gen/maas/registry/v1/registry.js';
+import { unaryCall } from '../clients/typed-calls.js';
 import { NotFoundError, UnavailableError } from '../../services/runtime/errors.js';
 import type { Logger } from '../../services/runtime/logger.js';
 import { tracer } from '../../services/runtime/telemetry/tracing.js';
@@ -228,10 +228,10 @@ async function listModels(api: ApiContext, pools: Map<string, ServicePool>): Pro
     models = api.directory.catalog.list().map((m) => ({ name: m.name, task: m.task, aliases: Object.fromEntries(m.aliases), created: 0 }));
   } else {
     const registry = pools.get('registry');
-    const res = await api.caller.unary({ pool: registry, affinity: undefined, idempotent: true, deadline: Date.now() + 5000, signal: new AbortController().signal }, (replica) => {
-      const client = registry!.client(replica, ModelRegistryServiceClient);
-      return unary(client.listModels.bind(client), { pageSize: 1000, pageToken: '', task: 0, tags: {} }, { deadline: Date.now() + 5000 });
-    });
+    const deadline = Date.now() + 5000;
+    const res = await api.caller.unary({ pool: registry, affinity: undefined, idempotent: true, deadline, signal: new AbortController().signal }, (replica) =>
+      unaryCall(replica.handle.upstream, ModelRegistryServiceService.listModels, { pageSize: 1000, pageToken: '', task: 0, tags: {} }, { deadline }),
+    );
     models = res.models.map((m) => ({ name: m.name, task: taskName(m.task), aliases: m.aliases, created: m.createTime ? Math.floor(m.createTime.getTime() / 1000) : 0 }));
   }
   return {

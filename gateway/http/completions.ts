@@ -5,23 +5,17 @@
 import { randomUUID } from 'node:crypto';
 import {
   FinishReason,
-  GenerationServiceClient,
+  GenerationServiceService,
   type ChatMessage,
-  type GenerateResponse,
-  type GenerateStreamResponse,
   type GenerationParameters,
   type TokenLogprob,
 } from '../../gen/maas/generation/v1/generation.js';
-import { serverStream, unary } from '../../services/runtime/client.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
 import { optionalBoolean, optionalInt, optionalNumber, type Body } from './fields.js';
 import type { Usage } from '../../gen/maas/common/v1/usage.js';
 import { resolveModel, type ResolvedModel } from './models.js';
-import { callService, type ApiContext, type RequestContext } from './context.js';
+import { callService, streamService, type ApiContext, type RequestContext } from './context.js';
 import type { EventStream } from './sse.js';
-
-const GENERATE = '/maas.generation.v1.GenerationService/Generate';
-const GENERATE_STREAM = '/maas.generation.v1.GenerationService/GenerateStream';
 
 /** The roles OpenAI's chat API accepts; anything else is refused as it refuses it. */
 const CHAT_ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
@@ -82,10 +76,8 @@ async function prepare(body: Body, api: ApiContext, chat: boolean): Promise<Prep
 /** A whole completion (`stream` false). */
 export async function complete(body: Body, api: ApiContext, rc: RequestContext, chat: boolean): Promise<object> {
   const p = await prepare(body, api, chat);
-  const target = { pool: 'generation', client: GenerationServiceClient, method: GENERATE, affinity: p.model.affinity };
-  const res: GenerateResponse = await callService(api, rc, target, (c, o) =>
-    unary(c.generate.bind(c), { model: p.model.ref, prompt: p.prompt, messages: p.messages, parameters: p.parameters }, o),
-  );
+  const target = { pool: 'generation', method: GenerationServiceService.generate, affinity: p.model.affinity };
+  const res = await callService(api, rc, target, { model: p.model.ref, prompt: p.prompt, messages: p.messages, parameters: p.parameters });
   const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const modelName = p.model.display || res.model?.name || '';
@@ -119,12 +111,8 @@ export async function complete(body: Body, api: ApiContext, rc: RequestContext, 
  */
 export async function completeStreaming(body: Body, api: ApiContext, rc: RequestContext, chat: boolean, events: () => EventStream): Promise<void> {
   const p = await prepare(body, api, chat);
-  const pool = api.pools.get('generation');
-  const deadline = rc.deadline(GENERATE_STREAM);
-  const messages = api.caller.stream<GenerateStreamResponse>({ pool, affinity: p.model.affinity, idempotent: true, deadline, signal: rc.signal }, (replica) => {
-    const client = pool!.client(replica, GenerationServiceClient);
-    return serverStream(client.generateStream.bind(client), { model: p.model.ref, prompt: p.prompt, messages: p.messages, parameters: p.parameters }, { signal: rc.signal, deadline });
-  });
+  const target = { pool: 'generation', method: GenerationServiceService.generateStream, affinity: p.model.affinity };
+  const messages = streamService(api, rc, target, { model: p.model.ref, prompt: p.prompt, messages: p.messages, parameters: p.parameters });
   const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   let modelName = p.model.display;

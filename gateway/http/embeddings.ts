@@ -1,7 +1,6 @@
 // POST /v1/embeddings: OpenAI's request (input as a string or a list of strings, encoding_format float or
 // base64, dimensions) to the embedding service's Embed, and its answer back in OpenAI's shape.
-import { EmbeddingServiceClient, type EmbedResponse } from '../../gen/maas/embeddings/v1/embeddings.js';
-import { unary } from '../../services/runtime/client.js';
+import { EmbeddingServiceService } from '../../gen/maas/embeddings/v1/embeddings.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
 import { optionalInt, type Body } from './fields.js';
 import { resolveModel } from './models.js';
@@ -21,8 +20,8 @@ export async function createEmbeddings(body: EmbeddingsBody, api: ApiContext, rc
   if (format !== 'float' && format !== 'base64') throw InvalidArgumentError.field('encoding_format', 'must be "float" or "base64"');
   const dimensions = optionalInt(body, 'dimensions', 1);
   const model = await resolveModel(api.directory, body.model, 'embedding', '/v1/embeddings');
-  const target = { pool: 'embeddings', client: EmbeddingServiceClient, method: '/maas.embeddings.v1.EmbeddingService/Embed', affinity: model.affinity };
-  const res: EmbedResponse = await callService(api, rc, target, (c, o) => unary(c.embed.bind(c), { model: model.ref, inputs, dimensions, truncate: false, truncationDirection: 0 }, o));
+  const target = { pool: 'embeddings', method: EmbeddingServiceService.embed, affinity: model.affinity };
+  const res = await callService(api, rc, target, { model: model.ref, inputs, dimensions, truncate: false, truncationDirection: 0 });
   return {
     object: 'list',
     data: res.embeddings.map((e) => ({

@@ -3,11 +3,10 @@
 // `return_token_strs` is true. A generation model (the default) answers through the generation service's
 // Tokenize and CountTokens; an embedding model through the embedding service's Tokenize and GetModelInfo, so
 // TEI users get the same route.
-import { EmbeddingServiceClient } from '../../gen/maas/embeddings/v1/embeddings.js';
-import { GenerationServiceClient, type ChatMessage } from '../../gen/maas/generation/v1/generation.js';
-import { unary } from '../../services/runtime/client.js';
+import { EmbeddingServiceService } from '../../gen/maas/embeddings/v1/embeddings.js';
+import { GenerationServiceService, type ChatMessage } from '../../gen/maas/generation/v1/generation.js';
 import { InvalidArgumentError } from '../../services/runtime/errors.js';
-import { callService, type ApiContext, type RequestContext } from './context.js';
+import { callService, type ApiContext, type RequestContext, type ServiceTarget } from './context.js';
 import { readMessages } from './completions.js';
 import { optionalBoolean, type Body } from './fields.js';
 import { resolveModel } from './models.js';
@@ -26,18 +25,18 @@ export async function tokenize(body: Body, api: ApiContext, rc: RequestContext):
   let maxModelLen: number;
   if (model.task === 'embedding') {
     if (hasMessages) throw InvalidArgumentError.field('messages', 'an embedding model tokenizes a prompt, not chat messages');
-    const at = (method: string) => ({ pool: 'embeddings', client: EmbeddingServiceClient, method: `/maas.embeddings.v1.EmbeddingService/${method}`, affinity: model.affinity });
+    const at = <Req, Res>(method: ServiceTarget<Req, Res>['method']) => ({ pool: 'embeddings', method, affinity: model.affinity });
     const [tokenized, info] = await Promise.all([
-      callService(api, rc, at('Tokenize'), (c, o) => unary(c.tokenize.bind(c), { model: model.ref, inputs: [prompt], addSpecialTokens, truncate: false, truncationDirection: 0 }, o)),
-      callService(api, rc, at('GetModelInfo'), (c, o) => unary(c.getModelInfo.bind(c), { model: model.ref }, o)),
+      callService(api, rc, at(EmbeddingServiceService.tokenize), { model: model.ref, inputs: [prompt], addSpecialTokens, truncate: false, truncationDirection: 0 }),
+      callService(api, rc, at(EmbeddingServiceService.getModelInfo), { model: model.ref }),
     ]);
     tokens = tokenized.inputs[0]?.tokens ?? [];
     maxModelLen = info.info?.maxInputTokens ?? 0;
   } else {
-    const at = (method: string) => ({ pool: 'generation', client: GenerationServiceClient, method: `/maas.generation.v1.GenerationService/${method}`, affinity: model.affinity });
+    const at = <Req, Res>(method: ServiceTarget<Req, Res>['method']) => ({ pool: 'generation', method, affinity: model.affinity });
     const [tokenized, counted] = await Promise.all([
-      callService(api, rc, at('Tokenize'), (c, o) => unary(c.tokenize.bind(c), { model: model.ref, text: prompt, messages }, o)),
-      callService(api, rc, at('CountTokens'), (c, o) => unary(c.countTokens.bind(c), { model: model.ref, prompt, messages }, o)),
+      callService(api, rc, at(GenerationServiceService.tokenize), { model: model.ref, text: prompt, messages }),
+      callService(api, rc, at(GenerationServiceService.countTokens), { model: model.ref, prompt, messages }),
     ]);
     tokens = tokenized.tokens;
     maxModelLen = counted.contextLength;
