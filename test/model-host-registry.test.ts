@@ -1,7 +1,6 @@
 // The model host fed by a real registry process: resolution, download into the cache with digest checks,
 // hot swap when an alias moves, and serving on from what it resolved while the registry is down.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { RegistrySource } from '../services/runtime/models/registry-source.js';
 import { ModelTask, type LocalVersion } from '../services/runtime/models/types.js';
 import { pushVersion } from '../services/registry/client/push.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
+import { freePort } from './support/free-port.js';
 import { sha256, tinyOnnx } from './support/registry-fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'maas-host-reg-'));
@@ -22,15 +22,6 @@ let registry: RegistryProcess | undefined;
 let host: ModelHost<number>;
 let source: RegistrySource;
 const loads: string[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function startRegistry() {
   registry = await launchRegistry({ MAAS_PORT: String(port), MAAS_REGISTRY_DATA_DIR: dataDir });

@@ -13,6 +13,7 @@ import { components } from '../cli/components.js';
 import { startMesh, type RunningMesh } from '../cli/up.js';
 import { unary } from '../services/runtime/client.js';
 import { renderPages } from './fixtures/vision/pages.js';
+import { freePort } from './support/free-port.js';
 import { OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 
 const SERVER = 2;
@@ -21,12 +22,14 @@ const dataDir = mkdtempSync(join(tmpdir(), 'maas-trace-mesh-'));
 const receiver = new OtlpReceiver();
 let mesh: RunningMesh;
 let gateway: string;
+let httpPort: number;
 const saved: Record<string, string | undefined> = {};
 
 beforeAll(async () => {
   await receiver.start();
+  httpPort = await freePort();
   // Children inherit the test's environment: point every component's exporter at the receiver.
-  for (const [k, v] of Object.entries({ ...receiver.env(), MAAS_GATEWAY_HTTP_PORT: '0' })) {
+  for (const [k, v] of Object.entries({ ...receiver.env(), MAAS_GATEWAY_HTTP_PORT: String(httpPort) })) {
     saved[k] = process.env[k];
     process.env[k] = v;
   }
@@ -103,6 +106,26 @@ describe('one trace per request across the mesh', () => {
     expect(run.length).toBeGreaterThan(0);
     const modelSpan = spans.find((s) => s.service === 'maas-embeddings' && s.attributes['maas.model'] === 'glove-100d');
     expect(modelSpan?.attributes['maas.model_version']).toBe(1);
+  });
+
+  it('follows a POST /v1/embeddings request from the HTTP API into the service, as one trace', async () => {
+    const traceId = 'e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5';
+    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/embeddings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+      body: JSON.stringify({ model: 'glove-100d', input: ['the cat sat on the mat'] }),
+    });
+    expect(res.status).toBe(200);
+    await receiver.waitFor(() => gatewayDone(traceId) && receiver.trace(traceId).some((s) => /onnxruntime/.test(s.name)));
+    const spans = receiver.trace(traceId);
+    const http = spans.find((s) => s.service === 'maas-gateway' && s.kind === SERVER && s.name === 'POST /v1/embeddings');
+    expect(http?.parentSpanId, 'the HTTP span continues the caller').toBe('00f067aa0ba902b7');
+    const call = spans.find((s) => s.service === 'maas-gateway' && s.kind === CLIENT && s.name === 'maas.embeddings.v1.EmbeddingService/Embed');
+    expect(call?.parentSpanId).toBe(http!.spanId);
+    expect(call!.attributes['rpc.grpc.status_code']).toBe(0);
+    const server = spans.find((s) => s.service === 'maas-embeddings' && s.kind === SERVER && s.name.endsWith('/Embed'));
+    expect(server?.parentSpanId, "the service's span is the gateway call's child").toBe(call!.spanId);
+    expect(below(server!, spans, /batch/).length).toBeGreaterThan(0);
   });
 
   it('follows a GenerateStream call down to prefill and decode', async () => {
