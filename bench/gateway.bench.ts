@@ -6,18 +6,27 @@
 // Subject 2 is the registry's GetModel through `gateway/main.ts` exactly as `maas up` runs it: a real RPC.
 // Direct and gateway take turns cell by cell (best of three rounds each), so a busy moment of the shared machine
 // hits both alike. Goals (issue 7): p50 added ≤ 1 ms; throughput ≥ 0.6× direct.
+// Subject 3, for reference (no goal): the OpenAI-compatible HTTP API against gRPC through the same
+// `gateway/main.ts`, one sentence per request to an embeddings server with a canned engine
+// (services/embeddings/testing/canned-main.ts): requests per second at 16 in flight and the gateway's CPU per
+// request (from /proc), POST /v1/embeddings and Embed taking turns.
 //
 // This file is also the entry of two helper processes, chosen by GATEWAY_BENCH_ROLE: `gateway` (a gateway
 // fronting the echo service) and `load` (the client).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Task } from '../gen/maas/common/v1/model.js';
+import { EmbedRequest } from '../gen/maas/embeddings/v1/embeddings.js';
 import { GetModelRequest, ModelRegistryServiceClient } from '../gen/maas/registry/v1/registry.js';
 import { launch, nodeArgs, ROOT, type Launched } from '../cli/launch.js';
+import { pushVersion } from '../services/registry/client/push.js';
 import { createClient, unary, waitForReady } from '../services/runtime/client.js';
+import { ModelTask } from '../services/runtime/models/types.js';
+import { tinyOnnx } from '../test/support/registry-fixtures.js';
 import type { BenchResult } from './types.js';
 
 const ROUNDS = 3;
@@ -27,6 +36,8 @@ const WARMUP_MS = 300;
 const CLIENTS = 64;
 const ECHO_PATH = '/maas.testing.v1.EchoService/Echo';
 const GET_MODEL_PATH = '/maas.registry.v1.ModelRegistryService/GetModel';
+const EMBED_PATH = '/maas.embeddings.v1.EmbeddingService/Embed';
+const API_CLIENTS = 16;
 
 interface LoadResult {
   calls: number;
@@ -65,7 +76,25 @@ export default async function bench(): Promise<BenchResult[]> {
     const realAddress = `127.0.0.1:${await real.port}`;
     const getModel = Buffer.from(GetModelRequest.encode({ name: 'bench-model' }).finish()).toString('hex');
     const registryRows = await compare(load, 'registry GetModel (gateway/main.ts)', registryAddress, realAddress, GET_MODEL_PATH, getModel);
-    return [...echoRows, ...registryRows];
+
+    // Subject 3: the HTTP API against gRPC, through one gateway process, to a canned embeddings server.
+    const canned = launch('embeddings-canned', 'services/embeddings/testing/canned-main.ts', { env: quiet });
+    processes.push(canned);
+    const onnx = join(dataDir, 'model.onnx');
+    writeFileSync(onnx, tinyOnnx());
+    await pushVersion(registryAddress, { model: 'bench-embedder', task: ModelTask.EMBEDDING, files: [{ name: 'model.onnx', path: onnx }], aliases: ['default'] });
+    let onHttpPort!: (port: number) => void;
+    const httpPort = new Promise<number>((resolve) => (onHttpPort = resolve));
+    const api = launch('gateway', 'gateway/main.ts', {
+      env: { ...quiet, MAAS_REGISTRY_ADDRESS: registryAddress, MAAS_GATEWAY_EMBEDDINGS_TARGETS: `127.0.0.1:${await canned.port}`, MAAS_GATEWAY_HTTP_PORT: '0' },
+      onLine: (line) => {
+        const m = /"httpPort":(\d+)/.exec(line);
+        if (m) onHttpPort(Number(m[1]));
+      },
+    });
+    processes.push(api);
+    const apiRows = await compareApi(load, api, `127.0.0.1:${await api.port}`, `127.0.0.1:${await httpPort}`);
+    return [...echoRows, ...registryRows, ...apiRows];
   } finally {
     load.close();
     for (const p of processes.reverse()) await p.stop('SIGTERM', 5000);
@@ -97,6 +126,42 @@ async function compare(load: LoadClient, subject: string, direct: string, via: s
     { group: g, name: `${subject}: direct, ${CLIENTS} in flight`, value: directTput.rps, unit: 'calls/s', note: `p50 ${directTput.p50.toFixed(1)} ms` },
     { group: g, name: `${subject}: through the gateway, ${CLIENTS} in flight`, value: viaTput.rps, unit: 'calls/s', note: `p50 ${viaTput.p50.toFixed(1)} ms${errors ? `; ${errors} failed calls` : ''}` },
     { group: g, name: `${subject}: throughput through / direct, ${CLIENTS} in flight`, value: viaTput.rps / directTput.rps, unit: 'x', note: 'goal ≥ 0.6x' },
+  ];
+}
+
+/** CPU time (user + system) the process has used, in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+async function compareApi(load: LoadClient, gateway: Launched, grpcAddress: string, httpAddress: string): Promise<BenchResult[]> {
+  const sentence = 'the quick brown fox jumps over the lazy dog';
+  const jobs = {
+    http: { target: httpAddress, path: 'http:/v1/embeddings', requestHex: Buffer.from(JSON.stringify({ model: 'bench-embedder', input: [sentence] })).toString('hex') },
+    grpc: { target: grpcAddress, path: EMBED_PATH, requestHex: Buffer.from(EmbedRequest.encode(EmbedRequest.fromPartial({ model: { name: 'bench-embedder' }, inputs: [sentence] })).finish()).toString('hex') },
+  };
+  const pid = gateway.child.pid!;
+  const best: Record<string, { rps: number; cpuUs: number; p50: number; errors: number }> = {};
+  for (const job of Object.values(jobs)) await load.run({ ...job, concurrency: API_CLIENTS, ms: 500 });
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, job] of Object.entries(jobs)) {
+      const before = cpuMs(pid);
+      const r = await load.run({ ...job, concurrency: API_CLIENTS, ms: THROUGHPUT_MS, warmupMs: 0 });
+      const cpuUs = ((cpuMs(pid) - before) * 1000) / Math.max(1, r.calls + r.errors);
+      if (!best[name] || r.rps > best[name].rps) best[name] = { rps: r.rps, cpuUs, p50: r.p50, errors: r.errors };
+    }
+  }
+  const { http: h, grpc: g } = best as Record<'http' | 'grpc', { rps: number; cpuUs: number; p50: number; errors: number }>;
+  const s = 'HTTP API vs gRPC, one sentence to a canned embedder (gateway/main.ts)';
+  const failed = (n: number) => (n ? `; ${n} failed` : '');
+  return [
+    { group: 'gateway', name: `${s}: POST /v1/embeddings, ${API_CLIENTS} in flight`, value: h.rps, unit: 'requests/s', note: `p50 ${h.p50.toFixed(2)} ms${failed(h.errors)}` },
+    { group: 'gateway', name: `${s}: Embed over gRPC, ${API_CLIENTS} in flight`, value: g.rps, unit: 'calls/s', note: `p50 ${g.p50.toFixed(2)} ms${failed(g.errors)}` },
+    { group: 'gateway', name: `${s}: gateway CPU per HTTP request`, value: h.cpuUs, unit: 'µs', note: 'reference' },
+    { group: 'gateway', name: `${s}: gateway CPU per gRPC call`, value: g.cpuUs, unit: 'µs', note: 'reference' },
+    { group: 'gateway', name: `${s}: HTTP / gRPC, gateway CPU per request`, value: h.cpuUs / g.cpuUs, unit: 'x', note: 'reference' },
   ];
 }
 
@@ -147,18 +212,37 @@ async function loadRole(): Promise<void> {
   const id = (b: Buffer) => b;
   const clients = new Map<string, grpc.Client>();
   const { createInterface } = await import('node:readline');
+  const agents = new Map<string, http.Agent>();
   for await (const line of createInterface({ input: process.stdin })) {
     const job = JSON.parse(line) as { target: string; path: string; requestHex: string; concurrency: number; ms: number; warmupMs: number };
     try {
-      let client = clients.get(job.target);
-      if (!client) {
-        client = new grpc.Client(job.target, grpc.credentials.createInsecure());
-        clients.set(job.target, client);
-      }
-      const c = client;
-      await new Promise<void>((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
       const request = Buffer.from(job.requestHex, 'hex');
-      const call = () => new Promise<boolean>((resolve) => c.makeUnaryRequest(job.path, id, id, request, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(!err)));
+      let call: () => Promise<boolean>;
+      if (job.path.startsWith('http:')) {
+        // `http:<path>`: a JSON POST over keep-alive HTTP/1.1 connections, one per caller.
+        let agent = agents.get(job.target);
+        if (!agent) agents.set(job.target, (agent = new http.Agent({ keepAlive: true, maxSockets: 256 })));
+        const [host, port] = job.target.split(':');
+        const options = { agent, host, port: Number(port), path: job.path.slice('http:'.length), method: 'POST', headers: { 'content-type': 'application/json', 'content-length': request.length } };
+        call = () =>
+          new Promise<boolean>((resolve) => {
+            const req = http.request(options, (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode === 200));
+            });
+            req.on('error', () => resolve(false));
+            req.end(request);
+          });
+      } else {
+        let client = clients.get(job.target);
+        if (!client) {
+          client = new grpc.Client(job.target, grpc.credentials.createInsecure());
+          clients.set(job.target, client);
+        }
+        const c = client;
+        await new Promise<void>((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
+        call = () => new Promise<boolean>((resolve) => c.makeUnaryRequest(job.path, id, id, request, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(!err)));
+      }
       // Warm up (and wait for the first successful call: a gateway may still be learning its replicas' health).
       const warmEnd = Date.now() + job.warmupMs;
       for (let ok = false, tries = 0; !ok || Date.now() < warmEnd; tries++) {
@@ -189,6 +273,7 @@ async function loadRole(): Promise<void> {
     }
   }
   for (const c of clients.values()) c.close();
+  for (const a of agents.values()) a.destroy();
   process.exit(0);
 }
 

@@ -11,8 +11,12 @@ import { embeddingService } from '../server.js';
 
 const WIDTH = 100;
 const MAX_INPUTS = 512;
-// Every input's vector, back to back, as a batch's vectors lie.
-const block = new Float32Array(MAX_INPUTS * WIDTH).fill(1 / Math.sqrt(WIDTH));
+// Every input's vector, back to back, as a batch's vectors lie: one unit vector of varied values (as a model's
+// are, so that callers turning it into text — the gateway's HTTP API — pay what they would for a real one).
+const unit = Float32Array.from({ length: WIDTH }, (_, i) => Math.sin(i * 12.9898 + 1) * 0.3);
+const norm = Math.hypot(...unit);
+const block = new Float32Array(MAX_INPUTS * WIDTH);
+for (let i = 0; i < MAX_INPUTS; i++) for (let d = 0; d < WIDTH; d++) block[i * WIDTH + d] = unit[d]! / norm;
 
 const canned = {
   defaultModel: 'canned',
