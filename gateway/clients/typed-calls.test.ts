@@ -295,6 +295,10 @@ describe('typed calls over an H2Upstream', () => {
         s.end(f);
       },
       '/reset': (s) => s.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
+      '/no-status': (s) => {
+        s.respond(grpcHeaders);
+        s.end(message('a'));
+      },
     };
     const { upstream } = await rawReplica((s, h) => answers[h[':path'] as string]!(s));
     const codeOf = async (path: string) => (await failure(unaryCall(upstream, { ...echo, path }, { text: 'a' }))).code;
@@ -317,6 +321,9 @@ describe('typed calls over an H2Upstream', () => {
     expect(garbage.details).toContain('could not be decoded: bad bytes');
     expect(await codeOf('/compressed')).toBe(13);
     expect(await codeOf('/reset')).toBe(13);
+    const noStatus = await failure(unaryCall(upstream, { ...echo, path: '/no-status' }, { text: 'a' }));
+    expect(noStatus.code).toBe(13);
+    expect(noStatus.details).toContain('without a gRPC status');
   });
 
   it('refuses an answer over the size limit before reading it, and resets the stream', async () => {

@@ -122,6 +122,8 @@ class Call<Req, Res> {
   /** Length of the message being read, once its prefix is in. */
   private need = -1;
   private trailers: IncomingHttpHeaders | undefined;
+  /** The replica ended its side of the stream. */
+  private remoteEnded = false;
   private signal: AbortSignal | undefined;
   private readonly onAbort = () => this.finish(serviceError(Code.CANCELLED, 'cancelled by the caller'), H2Error.CANCEL);
 
@@ -177,6 +179,7 @@ class Call<Req, Res> {
     stream.on('response', (h: IncomingHttpHeaders, flags: number) => this.onResponse(h, flags));
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('trailers', (t: IncomingHttpHeaders) => (this.trailers = t));
+    stream.on('end', () => (this.remoteEnded = true));
     stream.on('close', () => this.onClose(upstream.address));
     stream.end(body);
   }
@@ -278,7 +281,8 @@ class Call<Req, Res> {
       return;
     }
     const { id, rstCode } = this.stream!;
-    if (id === undefined || rstCode === H2Error.REFUSED_STREAM) this.finish(serviceError(Code.UNAVAILABLE, `replica ${address} could not be reached`));
+    if (this.remoteEnded && rstCode === undefined) this.finish(serviceError(Code.INTERNAL, `replica ${address} ended its answer without a gRPC status`));
+    else if (id === undefined || rstCode === H2Error.REFUSED_STREAM) this.finish(serviceError(Code.UNAVAILABLE, `replica ${address} could not be reached`));
     else if (rstCode === undefined) this.finish(serviceError(Code.UNAVAILABLE, `replica ${address} failed before it finished answering (the connection was lost)`));
     // As grpc-js maps a replica's RST_STREAM.
     else if (rstCode === H2Error.CANCEL) this.finish(serviceError(Code.CANCELLED, `replica ${address} cancelled the call`));
