@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from '../services/runtime/logger.js';
 import { defineService, MeshServer, type CallContext } from '../services/runtime/server.js';
 import { throwIfAborted } from '../services/runtime/errors.js';
 import { EchoClient, echoProto, errorsByKind } from './fixtures/echo-service.js';
+export { waitFor } from '../services/runtime/testing/wait.js';
 
 export const ECHO_SERVICE = 'maas.testing.v1.EchoService';
 
@@ -140,10 +141,3 @@ export function echoCall<T = { text: string }>(client: EchoStub, method: string,
   );
 }
 
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -17,6 +17,7 @@ import { buildBigram, CHINESE_TOKENS, lettersAfter, sharedCacheDir } from '../se
 import { pushVersion } from '../services/registry/client/push.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
 import { listServices } from './support/reflection.js';
+import { waitFor } from '../services/runtime/testing/wait.js';
 
 let dir: string;
 let registry: RegistryProcess;
@@ -80,14 +81,6 @@ async function metric(name: string, model: string): Promise<number | undefined> 
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-async function waitFor(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('generation service process', () => {
   it('serves health, reflection and the trained default gpt2-mini from the registry', async () => {
     expect(await listServices(address)).toEqual(expect.arrayContaining(['grpc.health.v1.Health', 'maas.generation.v1.GenerationService']));
@@ -129,7 +122,7 @@ describe('generation service process', () => {
         /* cancelled below */
       }
     })();
-    await waitFor(async () => otherChunks > 0);
+    await waitFor(async () => otherChunks > 0, 30_000);
     const cancelled = new AbortController();
     let seen = 0;
     await expect(
@@ -137,12 +130,12 @@ describe('generation service process', () => {
         for await (const _ of serverStream(client.generateStream.bind(client), long, { signal: cancelled.signal })) if (++seen === 3) cancelled.abort();
       })(),
     ).rejects.toMatchObject({ code: grpc.status.CANCELLED });
-    await waitFor(async () => (await metric('maas_generation_sequences_running', 'gpt2-mini')) === 1);
+    await waitFor(async () => (await metric('maas_generation_sequences_running', 'gpt2-mini')) === 1, 30_000);
     const at = otherChunks;
-    await waitFor(async () => otherChunks > at + 2);
+    await waitFor(async () => otherChunks > at + 2, 30_000);
     other.abort();
     await otherDone;
-    await waitFor(async () => (await metric('maas_generation_sequences_running', 'gpt2-mini')) === 0);
+    await waitFor(async () => (await metric('maas_generation_sequences_running', 'gpt2-mini')) === 0, 30_000);
     expect(await metric('maas_generation_requests_total', 'gpt2-mini')).toBeGreaterThanOrEqual(1);
   });
 });

@@ -13,6 +13,7 @@ import { pushVersion } from '../services/registry/client/push.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
 import { freePort } from './support/free-port.js';
 import { sha256, tinyOnnx } from './support/registry-fixtures.js';
+import { waitFor } from '../services/runtime/testing/wait.js';
 
 const work = mkdtempSync(join(tmpdir(), 'maas-host-reg-'));
 const dataDir = join(work, 'registry');
@@ -33,14 +34,6 @@ async function servedVersion(): Promise<number> {
   const lease = await host.acquire({ name: 'tiny' }, signal());
   lease.release();
   return lease.model;
-}
-
-async function waitFor(cond: () => Promise<boolean> | boolean, ms = 20_000) {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 beforeAll(async () => {
@@ -83,8 +76,8 @@ describe('the model host on a registry', () => {
 
   it('swaps to the new version when the alias moves, and unloads the old one', async () => {
     await unary(registry!.client.setAlias.bind(registry!.client), { model: 'tiny', alias: 'default', version: 2 });
-    await waitFor(async () => (await servedVersion()) === 2);
-    await waitFor(() => loads.includes('unload 1'));
+    await waitFor(async () => (await servedVersion()) === 2, 20_000);
+    await waitFor(() => loads.includes('unload 1'), 20_000);
     expect(host.list().map((i) => i.version)).toEqual([2]);
   });
 
@@ -94,6 +87,6 @@ describe('the model host on a registry', () => {
     for (let i = 0; i < 20; i++) expect(await servedVersion()).toBe(2);
     await startRegistry();
     await unary(registry!.client.setAlias.bind(registry!.client), { model: 'tiny', alias: 'default', version: 1 });
-    await waitFor(async () => (await servedVersion()) === 1);
+    await waitFor(async () => (await servedVersion()) === 1, 20_000);
   });
 });

@@ -14,6 +14,7 @@ import { leftovers } from './registry-harness.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
 import { tinyOnnx, writeGeneratedFile } from './support/registry-fixtures.js';
 import { writeFile } from 'node:fs/promises';
+import { waitFor } from '../services/runtime/testing/wait.js';
 
 let dir: string;
 let running: RegistryProcess | undefined;
@@ -90,7 +91,7 @@ describe('registry crash safety', () => {
     // 1. In the middle of the chunks.
     {
       const up = hangingUpload(running.client, 'big.bin', bigPath, bigSize, bigSha);
-      await until(async () => (await tmpBytes()) > 8 * 1024 * 1024);
+      await waitFor(async () => (await tmpBytes()) > 8 * 1024 * 1024, 60_000);
       await running.kill();
       await up.result;
       expect(await tmpBytes()).toBeGreaterThan(0);
@@ -126,10 +127,3 @@ describe('registry crash safety', () => {
   });
 });
 
-async function until(check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

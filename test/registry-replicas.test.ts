@@ -13,6 +13,7 @@ import { pushVersion } from '../services/registry/client/push.js';
 import { launchRegistry, type RegistryProcess } from './registry-process.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { sha256, tinyOnnx } from './support/registry-fixtures.js';
+import { waitFor } from '../services/runtime/testing/wait.js';
 
 let pg: TestPostgres | undefined;
 let dir: string;
@@ -48,7 +49,7 @@ describe('two registry replicas on one PostgreSQL', () => {
     replicas.push(a!, b!);
     const seenA = watch(a!);
     const seenB = watch(b!);
-    await until(() => seenA.length === 1 && seenB.length === 1);
+    await waitFor(() => seenA.length === 1 && seenB.length === 1, 30_000);
     expect(seenA[0]!.type).toBe(T.WATCH_EVENT_TYPE_SNAPSHOT_END);
 
     const files = [];
@@ -73,7 +74,7 @@ describe('two registry replicas on one PostgreSQL', () => {
 
     // Both watchers saw the same changes, in the same strictly increasing order.
     const expected = 1 + 1 + 1 + 1 + 1 + 1 + 10; // snapshot end, v1, default→1, canary→1, v2, default→2, v3..v12
-    await until(() => seenA.length === expected && seenB.length === expected);
+    await waitFor(() => seenA.length === expected && seenB.length === expected, 30_000);
     const shape = (e: WatchModelsResponse) => [e.revision, e.type, e.model, e.version, e.alias];
     expect(seenB.slice(1).map(shape)).toEqual(seenA.slice(1).map(shape));
     const changes = seenA.slice(1);
@@ -94,10 +95,3 @@ describe('two registry replicas on one PostgreSQL', () => {
   });
 });
 
-async function until(check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -12,6 +12,7 @@ import { ensureDefaultModel, pushVersion } from '../services/registry/client/pus
 import { createModel, details, failure, leftovers, rawUpload, startRegistry, uploadOf, type Harness } from './registry-harness.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { sha256, tinyOnnx, writeGeneratedFile } from './support/registry-fixtures.js';
+import { waitFor } from '../services/runtime/testing/wait.js';
 
 const T = WatchEventType;
 
@@ -349,7 +350,7 @@ function registrySuite(backend: 'SQLite' | 'PostgreSQL', databaseUrl: () => Prom
       const watching = (async () => {
         for await (const e of serverStream(r.client.watchModels.bind(r.client), { afterRevision: 0, models: [] }, { signal: stop.signal })) events.push(e);
       })().catch(() => undefined);
-      await until(() => events.some((e) => e.type === T.WATCH_EVENT_TYPE_SNAPSHOT_END));
+      await waitFor(() => events.some((e) => e.type === T.WATCH_EVENT_TYPE_SNAPSHOT_END), 20_000);
       const snapshotRevision = events.at(-1)!.revision;
       expect(events.map((e) => [e.type, e.model, e.version, e.alias])).toEqual([
         [T.WATCH_EVENT_TYPE_VERSION_CREATED, 'm', 1, ''],
@@ -365,7 +366,7 @@ function registrySuite(backend: 'SQLite' | 'PostgreSQL', databaseUrl: () => Prom
       await r.call('deleteAlias', { model: 'm', alias: 'canary' });
       await r.call('deleteVersion', { model: 'm', version: 1 });
       await r.call('deleteModel', { name: 'other', force: false });
-      await until(() => events.length === 9);
+      await waitFor(() => events.length === 9, 20_000);
       const changes = events.slice(3);
       expect(changes.map((e) => [e.type, e.model, e.version, e.alias, e.task])).toEqual([
         [T.WATCH_EVENT_TYPE_VERSION_CREATED, 'm', 2, '', Task.TASK_EMBEDDING],
@@ -386,7 +387,7 @@ function registrySuite(backend: 'SQLite' | 'PostgreSQL', databaseUrl: () => Prom
       const resuming = (async () => {
         for await (const e of serverStream(r.client.watchModels.bind(r.client), { afterRevision: changes[1]!.revision, models: ['m'] }, { signal: again.signal })) resumed.push(e);
       })().catch(() => undefined);
-      await until(() => resumed.length === 4);
+      await waitFor(() => resumed.length === 4, 20_000);
       expect(resumed.map((e) => e.type)).toEqual([T.WATCH_EVENT_TYPE_SNAPSHOT_END, T.WATCH_EVENT_TYPE_ALIAS_SET, T.WATCH_EVENT_TYPE_ALIAS_DELETED, T.WATCH_EVENT_TYPE_VERSION_DELETED]);
       expect(resumed[0]!.revision).toBe(changes[1]!.revision);
       again.abort();
@@ -460,14 +461,6 @@ function registrySuite(backend: 'SQLite' | 'PostgreSQL', databaseUrl: () => Prom
     const path = join(r.dataDir, `f-${Math.random().toString(36).slice(2)}`);
     await writeFile(path, content);
     return path;
-  }
-}
-
-async function until(check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

@@ -14,6 +14,7 @@ import { MeshServer } from '../../services/runtime/server.js';
 import { grpcFrame } from '../../services/runtime/unary-stream.js';
 import { H2Upstream } from './h2-upstream.js';
 import { serverStreamCall, unaryCall, type MethodDefinition } from './typed-calls.js';
+import { waitFor } from '../../services/runtime/testing/wait.js';
 
 type Text = { text: string };
 const methods = EchoClient.service as unknown as Record<string, MethodDefinition<unknown, Text>>;
@@ -86,14 +87,6 @@ async function failure(p: Promise<unknown>) {
   );
   if (!isServiceError(err)) throw new Error(`expected a gRPC error, got ${String(err)}`);
   return err;
-}
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('typed calls over an H2Upstream', () => {

@@ -15,6 +15,7 @@ import { silentLogger } from '../runtime/logger.js';
 import { spec } from './config.js';
 import { createGenerationService, type GenerationService } from './service.js';
 import { CHINESE_TOKENS, DIGIT, EOS, createGenerationModelFolder, lettersAfter, type GenerationModelFolder } from './testing/model-folder.js';
+import { waitFor } from '../runtime/testing/wait.js';
 
 let folder: GenerationModelFolder;
 const running: { service: GenerationService; client: GenerationServiceClient }[] = [];
@@ -78,14 +79,6 @@ async function status(p: Promise<unknown>) {
   );
   if (!err) throw new Error('the call succeeded');
   return decodeStatus(err as grpc.ServiceError);
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('GenerationService with a hand-built model', () => {
@@ -226,7 +219,7 @@ describe('GenerationService sampling and batching', () => {
       })(),
     ).rejects.toMatchObject({ code: grpc.status.CANCELLED });
     const model = () => svc.generator.list().find((m) => m.served.name === 'tiny')!;
-    await waitFor(() => model().stats.running === 1);
+    await waitFor(() => model().stats.running === 1, 20_000);
     const stats = model().stats;
     expect(stats.cancelled).toBeGreaterThanOrEqual(1);
     expect(stats.maxStepsAfterCancel).toBeLessThanOrEqual(1);
@@ -234,17 +227,17 @@ describe('GenerationService sampling and batching', () => {
     expect(listed.models.find((m) => m.model?.name === 'tiny')?.running).toBe(1);
     // The other stream keeps receiving tokens.
     const at = otherChunks;
-    await waitFor(() => otherChunks > at + 3);
+    await waitFor(() => otherChunks > at + 3, 20_000);
     other.abort();
     await otherDone;
-    await waitFor(() => model().stats.running === 0);
+    await waitFor(() => model().stats.running === 0, 20_000);
   });
 
   it('ends a request whose deadline passes with DEADLINE_EXCEEDED and frees its place', async () => {
     // 1000 tokens take far longer than 50 ms.
     const s = await status(generate(request('tiny', 'slow', { maxNewTokens: 1000, ignoreEos: true, seed: 1 }), client, { deadline: Date.now() + 50 }));
     expect(s.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    await waitFor(() => svc.generator.list().find((m) => m.served.name === 'tiny')!.stats.running === 0);
+    await waitFor(() => svc.generator.list().find((m) => m.served.name === 'tiny')!.stats.running === 0, 20_000);
   });
 
   it('answers RESOURCE_EXHAUSTED with a retry delay when the waiting queue is full', async () => {
@@ -267,7 +260,7 @@ describe('GenerationService sampling and batching', () => {
     await waitFor(() => {
       const st = service.generator.list()[0]?.stats;
       return !st || (st.running === 0 && st.waiting === 0);
-    });
+    }, 20_000);
   });
 });
 

@@ -13,6 +13,7 @@ import { defineService, MeshServer, type CallContext } from './server.js';
 import { InvalidArgumentError } from './errors.js';
 import { takeStreamsFirst } from './stream-hook.js';
 import { grpcFrame, UnaryStream } from './unary-stream.js';
+import { waitFor } from './testing/wait.js';
 
 const settings = {
   host: '127.0.0.1',
@@ -396,10 +397,3 @@ async function raw(address: string, path: string, pieces: Buffer[], extra: Outgo
   }
 }
 
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

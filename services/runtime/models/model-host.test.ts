@@ -8,6 +8,7 @@ import { DirectorySource } from './directory-source.js';
 import { ModelHost } from './model-host.js';
 import { ModelTask, type LocalVersion } from './types.js';
 import { readFileSync } from 'node:fs';
+import { waitFor } from '../testing/wait.js';
 
 // The "model" of these tests is the text of weights.txt: enough to see which version served a request.
 let root: string;
@@ -117,10 +118,3 @@ describe('ModelHost', () => {
   });
 });
 
-async function waitFor(cond: () => boolean, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
