@@ -7,10 +7,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
-import { echoProto, echoService, EchoClient } from '../../test/fixtures/echo-service.js';
+import { EchoClient, startEchoServer } from '../../test/fixtures/echo-service.js';
 import { decodeStatus, isServiceError } from '../../services/runtime/grpc-status.js';
-import { silentLogger } from '../../services/runtime/logger.js';
-import { MeshServer } from '../../services/runtime/server.js';
 import { grpcFrame } from '../../services/runtime/unary-stream.js';
 import { H2Upstream } from './h2-upstream.js';
 import { serverStreamCall, unaryCall, type MethodDefinition } from './typed-calls.js';
@@ -23,16 +21,6 @@ const slow = methods.Slow as MethodDefinition<{ ms: number }, Text>;
 const fail = methods.Fail as MethodDefinition<{ kind: string }, Text>;
 const count = methods.Count as MethodDefinition<{ ms: number }, Text>;
 
-const settings = {
-  host: '127.0.0.1',
-  port: 0,
-  drainGraceMs: 200,
-  maxReceiveMessageBytes: 4 * 1024 * 1024,
-  maxSendMessageBytes: 4 * 1024 * 1024,
-  keepaliveTimeMs: 30_000,
-  keepaliveTimeoutMs: 10_000,
-};
-
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -40,8 +28,7 @@ afterEach(async () => {
 
 /** The echo service on a MeshServer, and an upstream to it. */
 async function echoReplica(): Promise<H2Upstream> {
-  const server = new MeshServer({ component: 'echo', settings, log: silentLogger, services: [echoService()], extraDescriptors: echoProto });
-  const port = await server.start();
+  const { server, port } = await startEchoServer();
   cleanups.push(() => server.close());
   return upstreamTo(port);
 }

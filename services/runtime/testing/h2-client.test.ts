@@ -2,21 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
-import { echoProto, echoService } from '../../../test/fixtures/echo-service.js';
-import { silentLogger } from '../logger.js';
-import { MeshServer } from '../server.js';
+import { startEchoServer } from '../../../test/fixtures/echo-service.js';
+import type { MeshServer } from '../server.js';
 import { grpcFrame } from '../unary-stream.js';
 import { H2GrpcClient } from './h2-client.js';
-
-const settings = {
-  host: '127.0.0.1',
-  port: 0,
-  drainGraceMs: 200,
-  maxReceiveMessageBytes: 4 * 1024 * 1024,
-  maxSendMessageBytes: 4 * 1024 * 1024,
-  keepaliveTimeMs: 30_000,
-  keepaliveTimeoutMs: 10_000,
-};
 
 /** A gRPC frame holding a message whose field 1 is `text` (EchoRequest and FailRequest alike). */
 function frame(text: string): Buffer {
@@ -35,8 +24,7 @@ afterEach(async () => {
 let port = 0;
 
 async function start(): Promise<H2GrpcClient> {
-  server = new MeshServer({ component: 'echo', settings: { ...settings, port }, log: silentLogger, services: [echoService()], extraDescriptors: echoProto });
-  port = await server.start();
+  ({ server, port } = await startEchoServer({ port }));
   return (client ??= new H2GrpcClient(`127.0.0.1:${port}`));
 }
 
