@@ -7,6 +7,8 @@ import type { Logger } from '../services/runtime/logger.js';
 export interface MeshAddresses {
   /** name → host:port of every component started so far (registry first). */
   grpc: Record<string, string>;
+  /** name → its other ports' addresses as it bound them, by port name (`gateway` → `http` → host:port). */
+  other: Record<string, Record<string, string>>;
 }
 
 export interface PrepareContext {
@@ -33,8 +35,11 @@ export interface ComponentSpec {
   port: number;
   /** Default Prometheus port (MAAS_METRICS_PORT). */
   metricsPort: number;
-  /** Other ports the component listens on, by name (the gateway's HTTP port), and the variable that sets each. */
-  extraPorts?: Record<string, { port: number; variable: string }>;
+  /**
+   * Other ports the component listens on, by name (the gateway's HTTP port): the default, the variable that sets
+   * it, and the field of the component's "serving" log line that says the port it bound (so 0 works).
+   */
+  extraPorts?: Record<string, { port: number; variable: string; logField: string }>;
   /** Extra environment for the process, given the addresses of the components started before it. */
   env?(mesh: MeshAddresses, dataDir: string): Record<string, string>;
   /**

@@ -51,7 +51,7 @@ export async function startMesh(options: UpOptions): Promise<RunningMesh> {
       ].join('\n'),
     );
   }
-  const addresses: MeshAddresses = { grpc: {} };
+  const addresses: MeshAddresses = { grpc: {}, other: {} };
   const processes: Launched[] = [];
   const logs: WriteStream[] = [];
   let stopping = false;
@@ -71,6 +71,8 @@ export async function startMesh(options: UpOptions): Promise<RunningMesh> {
       const port = options.ports?.[c.name] ?? c.port;
       const logFile = createWriteStream(join(logDir, `${c.name}.log`), { flags: 'a' });
       logs.push(logFile);
+      // The other ports it bound, as its log says them.
+      const extraFields = Object.entries(c.extraPorts ?? {}).map(([name, e]) => [name, new RegExp(`"${e.logField}":(\\d+)`)] as const);
       const p = launch(c.name, c.entry, {
         env: {
           MAAS_PORT: String(port),
@@ -80,6 +82,10 @@ export async function startMesh(options: UpOptions): Promise<RunningMesh> {
         },
         onLine: (line, stream) => {
           logFile.write(`${line}\n`);
+          for (const [name, field] of extraFields) {
+            const bound = field.exec(line);
+            if (bound) (addresses.other[c.name] ??= {})[name] = `127.0.0.1:${bound[1]}`;
+          }
           if (stream === 'stderr' || /"level":"(warn|error|fatal)"/.test(line)) print(`[${c.name}] ${line}`);
         },
         startTimeoutMs: 300_000,
@@ -109,6 +115,8 @@ export async function up(options: UpOptions): Promise<number> {
     const address = mesh.addresses.grpc[c.name]!;
     const extra = Object.entries(c.extraPorts ?? {})
       .map(([k, v]) => {
+        const bound = mesh.addresses.other[c.name]?.[k];
+        if (bound) return `${k} ${bound}`;
         const port = extraPort(v);
         return port === 0 ? `${k}: a free port (see its log)` : `${k} 127.0.0.1:${port}`;
       })

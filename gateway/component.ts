@@ -17,7 +17,7 @@ export const gatewayComponent: ComponentSpec = {
   spec,
   port: 50051,
   metricsPort: 9460,
-  extraPorts: { http: { port: 8080, variable: 'MAAS_GATEWAY_HTTP_PORT' } },
+  extraPorts: { http: { port: 8080, variable: 'MAAS_GATEWAY_HTTP_PORT', logField: 'httpPort' } },
   env: (mesh) => {
     const env: Record<string, string> = {};
     if (mesh.grpc.registry) env.MAAS_REGISTRY_ADDRESS = mesh.grpc.registry;

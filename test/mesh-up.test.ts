@@ -42,6 +42,11 @@ describe('maas up', () => {
       const health = spawnSync(process.execPath, ['bin/maas.js', 'health', ...addresses], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
       expect(health.stdout).not.toMatch(/NOT_SERVING|UNREACHABLE|UNKNOWN/);
       expect(health.status).toBe(0);
+      // The HTTP API took a free port; the table says which, and it answers there.
+      const http = /^gateway .* http (127\.0\.0\.1:\d+) /m.exec(out.join('\n'))?.[1];
+      expect(http, 'the HTTP address in the table').toBeDefined();
+      const models = (await (await fetch(`http://${http}/v1/models`)).json()) as { data: { id: string }[] };
+      expect(models.data.map((m) => m.id)).toContain('glove-100d');
     } finally {
       // What Ctrl-C in a terminal does: SIGINT to maas up and to every component at once.
       process.kill(-child.pid!, 'SIGINT');

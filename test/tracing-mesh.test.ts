@@ -13,7 +13,6 @@ import { components } from '../cli/components.js';
 import { startMesh, type RunningMesh } from '../cli/up.js';
 import { unary } from '../services/runtime/client.js';
 import { renderPages } from './fixtures/vision/pages.js';
-import { freePort } from './support/free-port.js';
 import { OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 
 const SERVER = 2;
@@ -22,19 +21,19 @@ const dataDir = mkdtempSync(join(tmpdir(), 'maas-trace-mesh-'));
 const receiver = new OtlpReceiver();
 let mesh: RunningMesh;
 let gateway: string;
-let httpPort: number;
+let httpAddress: string;
 const saved: Record<string, string | undefined> = {};
 
 beforeAll(async () => {
   await receiver.start();
-  httpPort = await freePort();
   // Children inherit the test's environment: point every component's exporter at the receiver.
-  for (const [k, v] of Object.entries({ ...receiver.env(), MAAS_GATEWAY_HTTP_PORT: String(httpPort) })) {
+  for (const [k, v] of Object.entries({ ...receiver.env(), MAAS_GATEWAY_HTTP_PORT: '0' })) {
     saved[k] = process.env[k];
     process.env[k] = v;
   }
   mesh = await startMesh({ dataDir, ports: Object.fromEntries(components.map((c) => [c.name, 0])), print: () => undefined });
   gateway = mesh.addresses.grpc.gateway!;
+  httpAddress = mesh.addresses.other.gateway!.http!;
 });
 
 afterAll(async () => {
@@ -110,7 +109,7 @@ describe('one trace per request across the mesh', () => {
 
   it('follows a POST /v1/embeddings request from the HTTP API into the service, as one trace', async () => {
     const traceId = 'e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5';
-    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/embeddings`, {
+    const res = await fetch(`http://${httpAddress}/v1/embeddings`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
       body: JSON.stringify({ model: 'glove-100d', input: ['the cat sat on the mat'] }),

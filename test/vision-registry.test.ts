@@ -29,7 +29,7 @@ beforeAll(async () => {
   registry = await launchRegistry({ MAAS_REGISTRY_DATA_DIR: join(dir, 'registry') });
   await visionComponent.prepareDefaults!({ registryAddress: registry.address, dataDir: dir, cacheDir: join(ROOT, '.maas', 'cache'), log: silentLogger });
   vision = launch('vision', visionComponent.entry, {
-    env: { MAAS_PORT: '0', MAAS_METRICS_PORT: '0', ...visionComponent.env!({ grpc: { registry: registry.address } }, dir) },
+    env: { MAAS_PORT: '0', MAAS_METRICS_PORT: '0', ...visionComponent.env!({ grpc: { registry: registry.address }, other: {} }, dir) },
   });
   address = `127.0.0.1:${await vision.port}`;
   client = createClient(VisionServiceClient, address);
