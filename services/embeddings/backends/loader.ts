@@ -17,7 +17,7 @@ import type { EmbeddingModel, EncodedRange, ModelProvider, TextRange } from '../
 import type { TextTokenizer } from '../domain/tokenizer.js';
 import { readEncoderConfig, readTokenizer } from './model-config.js';
 import { ThreadEncoder, type EncoderInit } from './thread-encoder.js';
-import { openTokenizingEncoder, packTexts, type EncodedBatch, type EncoderFacts } from './tokenizing-encoder.js';
+import { monotonicMs, openTokenizingEncoder, packTexts, type EncodedBatch, type EncoderFacts } from './tokenizing-encoder.js';
 
 export interface BatchingSettings {
   maxBatchSize: number;
@@ -134,9 +134,14 @@ function recordSpans(batchSpan: Span, attributes: Attributes, output: string, ou
   const rows = out.counts.length / 2;
   let tokens = 0;
   for (let r = 0; r < rows; r++) tokens += out.counts[r]!;
-  const ran = out.startedAt + out.tokenizeMs;
+  // The encoder's times are on the monotonic clock every thread shares. Placed as a span places its own times
+  // (the wall clock at its start, plus monotonic time elapsed since), with one offset for both spans so that one
+  // ends exactly where the other begins.
+  const toEpoch = Date.now() - monotonicMs();
+  const started = out.startedAt + toEpoch;
+  const ran = started + out.tokenizeMs;
   tracer()
-    .startSpan('embeddings tokenize', { startTime: out.startedAt, attributes: { ...attributes, 'maas.inputs': rows, [Attr.inputTokens]: tokens } }, parent)
+    .startSpan('embeddings tokenize', { startTime: started, attributes: { ...attributes, 'maas.inputs': rows, [Attr.inputTokens]: tokens } }, parent)
     .end(ran);
   tracer()
     .startSpan('onnxruntime run', { startTime: ran, attributes: { ...attributes, [Attr.batchSize]: rows, 'maas.sequence_length': out.width, 'maas.output': output, 'maas.runs': out.runs } }, parent)

@@ -63,7 +63,7 @@ export function packTexts(ranges: readonly TextRange[]): TextBatch {
 
 /** A batch's answer (BatchVectors), in flat arrays that cross between threads as they are, and its times. */
 export interface EncodedBatch extends BatchVectors {
-  /** Epoch milliseconds when tokenizing began (comparable across threads). */
+  /** When tokenizing began, in milliseconds of the monotonic clock every thread shares (see monotonicMs). */
   startedAt: number;
   tokenizeMs: number;
   runMs: number;
@@ -73,8 +73,17 @@ export interface EncodedBatch extends BatchVectors {
   runs: number;
 }
 
-/** Epoch milliseconds: a worker thread's performance clock has an origin of its own. */
-const now = () => performance.timeOrigin + performance.now();
+/**
+ * Milliseconds of the monotonic clock (process.hrtime), which every thread of the process reads alike. Not
+ * `performance.timeOrigin + performance.now()`: each thread fixes its own origin against the wall clock when it
+ * starts, so two threads' epoch times differ by however much the wall clock was adjusted in between (measured:
+ * 5 ms on this machine, enough to put a thread's span before its parent's start).
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+const now = monotonicMs;
 
 export class TokenizingEncoder {
   constructor(
