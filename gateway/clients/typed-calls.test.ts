@@ -9,10 +9,10 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { EchoClient, startEchoServer } from '../../test/fixtures/echo-service.js';
 import { decodeStatus, isServiceError } from '../../services/runtime/grpc-status.js';
+import { waitFor } from '../../services/runtime/testing/wait.js';
 import { grpcFrame } from '../../services/runtime/unary-stream.js';
 import { H2Upstream } from './h2-upstream.js';
 import { serverStreamCall, unaryCall, type MethodDefinition } from './typed-calls.js';
-import { waitFor } from '../../services/runtime/testing/wait.js';
 
 type Text = { text: string };
 const methods = EchoClient.service as unknown as Record<string, MethodDefinition<unknown, Text>>;

@@ -6,7 +6,6 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ModelRegistryServiceService } from '../../gen/maas/registry/v1/registry.js';
-import { unaryCall } from '../clients/typed-calls.js';
 import { NotFoundError, UnavailableError } from '../../services/runtime/errors.js';
 import type { Logger } from '../../services/runtime/logger.js';
 import { tracer } from '../../services/runtime/telemetry/tracing.js';
@@ -14,6 +13,7 @@ import type { ModelDirectory } from '../clients/model-directory.js';
 import { taskName } from '../clients/model-directory.js';
 import { RoutedCaller } from '../clients/routed-calls.js';
 import type { ServicePool } from '../clients/service-pool.js';
+import { unaryCall } from '../clients/typed-calls.js';
 import type { Admission } from '../domain/admission.js';
 import type { ModelTaskName } from '../domain/catalog.js';
 import type { RetrySettings } from '../grpc/front.js';
