@@ -240,6 +240,16 @@ export function encodeGrpcMessage(message: string): string {
   return out;
 }
 
+/** A grpc-message as received: percent-decoded (left as it came when it is not valid percent-encoding). */
+export function decodeGrpcMessage(value: string | string[] | undefined): string {
+  const s = Array.isArray(value) ? value.join(',') : (value ?? '');
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 /** Trailers (or a trailers-only response) for a status the gateway produces itself. */
 export function statusHeaders(status: { code: number; details: string; metadata?: Metadata }): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};

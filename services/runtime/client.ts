@@ -3,6 +3,7 @@
 // that take an AbortSignal.
 import * as grpc from '@grpc/grpc-js';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { serviceError } from './grpc-status.js';
 import { injectContext, tracer } from './telemetry/tracing.js';
 
 export interface ClientSettings {
@@ -76,7 +77,7 @@ type UnaryMethod<Req, Res> = (
 export function unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, options: CallOptions = {}): Promise<Res> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
-      reject(cancelledError());
+      reject(serviceError(grpc.status.CANCELLED, 'cancelled before the call started'));
       return;
     }
     const call = method(request, options.metadata ?? new grpc.Metadata(), deadlineOption(options), (err, res) => {
@@ -110,13 +111,6 @@ function deadlineOption(options: CallOptions): Partial<grpc.CallOptions> {
   return options.deadline === undefined ? {} : { deadline: options.deadline };
 }
 
-function cancelledError(): grpc.ServiceError {
-  return Object.assign(new Error('1 CANCELLED: cancelled before the call started'), {
-    code: grpc.status.CANCELLED,
-    details: 'cancelled before the call started',
-    metadata: new grpc.Metadata(),
-  });
-}
 
 /** Resolves once the channel is connected (or rejects at the deadline). */
 export function waitForReady(client: grpc.Client, timeoutMs: number): Promise<void> {

@@ -117,6 +117,11 @@ export function decodeStatus(err: ServiceError | { code: Status; details: string
   return out;
 }
 
+/** A gRPC error as grpc-js's client makes it ("<code> <NAME>: <details>"), for clients that are not grpc-js. */
+export function serviceError(code: Status, details: string, metadata = new Metadata()): ServiceError {
+  return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details, metadata });
+}
+
 export function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number' && 'details' in err;
 }
