@@ -306,6 +306,20 @@ describe('typed calls over an H2Upstream', () => {
     expect(noStatus.details).toContain('without a gRPC status');
   });
 
+  it('fails a request that cannot be encoded with INTERNAL, without sending it (not UNAVAILABLE, which would be retried)', async () => {
+    const { upstream, seen } = await rawReplica(() => undefined);
+    const unencodable = {
+      ...echo,
+      requestSerialize: (): Buffer => {
+        throw new Error('no such field');
+      },
+    };
+    const err = await failure(unaryCall(upstream, unencodable, { text: 'a' }));
+    expect(err.code).toBe(13);
+    expect(err.details).toContain('could not be encoded: no such field');
+    expect(seen).toHaveLength(0);
+  });
+
   it('refuses an answer over the size limit before reading it, and resets the stream', async () => {
     const { upstream, seen } = await rawReplica((stream) => {
       stream.respond(grpcHeaders);

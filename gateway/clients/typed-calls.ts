@@ -162,9 +162,14 @@ class Call<Req, Res> {
     }
     propagation.inject(trace.setSpan(context.active(), this.span), headers);
     let body: Buffer;
-    let stream: H2Stream;
     try {
       body = grpcFrame(method.requestSerialize(request));
+    } catch (err) {
+      this.finish(serviceError(Code.INTERNAL, `the request to ${method.path} could not be encoded: ${(err as Error).message}`));
+      return;
+    }
+    let stream: H2Stream;
+    try {
       stream = upstream.request(headers);
     } catch (err) {
       this.finish(serviceError(Code.UNAVAILABLE, `replica ${upstream.address} could not be reached: ${(err as Error).message}`));
