@@ -126,6 +126,17 @@ describe('ProxyCall', () => {
     expect(String(caller.headers?.['grpc-message'])).toMatch(/failed before it answered.*not retried.*retry budget is spent/);
   });
 
+  it("passes on a replica's UNAVAILABLE message it did not retry as the replica wrote it, not percent-encoded twice", async () => {
+    const up = new ReplicaStream();
+    const finished: number[] = [];
+    const caller = startCall(context(() => replicaWith(up), { onCall: () => undefined, tryRetry: () => false }, finished));
+    // Trailers-only UNAVAILABLE, its message percent-encoded as gRPC sends it.
+    up.emit('response', { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'the%20model%20is%20draining%20(100%25)' }, 1);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(finished).toEqual([14]);
+    expect(decodeURIComponent(String(caller.headers?.['grpc-message']))).toMatch(/^the model is draining \(100%\); not retried: the gateway's retry budget is spent/);
+  });
+
   it('says so when no other replica is left to retry a lost attempt on', async () => {
     const up = new ReplicaStream();
     const only = replicaWith(up);

@@ -17,7 +17,7 @@ import { H2Error, type H2Stream } from '../clients/h2-connection.js';
 import type { PoolReplica } from '../clients/service-pool.js';
 import type { MethodRoute } from '../routes/method-table.js';
 import type { FrontContext } from './front.js';
-import { formatGrpcTimeout, MessageScanner, messageTooLarge, parseGrpcTimeout, plainMessage, readModelRef, statusHeaders } from './wire.js';
+import { decodeGrpcMessage, formatGrpcTimeout, MessageScanner, messageTooLarge, parseGrpcTimeout, plainMessage, readModelRef, statusHeaders } from './wire.js';
 
 const HTTP2_FLAG_END_STREAM = 0x1;
 
@@ -298,7 +298,7 @@ export class ProxyCall {
       this.upEnded = true;
       const code = Number(grpcStatus);
       if (code === 14 && this.retryable('unavailable')) {
-        this.lastFailure = { code, details: String(h['grpc-message'] ?? '') };
+        this.lastFailure = { code, details: decodeGrpcMessage(h['grpc-message']) };
         this.retryAfter(up, 'unavailable');
         return;
       }
