@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import http2, { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { frame } from '../../services/runtime/testing/h2-client.js';
+import { freePort } from '../../test/support/free-port.js';
+import { startH2Server, type TestH2Server } from '../../test/support/h2-server.js';
 import { H2Connection, H2Error, type H2Stream } from './h2-connection.js';
 
 // Every test talks to a real `node:http2` server on a loopback port.
@@ -12,26 +14,10 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function server(
-  onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void,
-  options: http2.ServerOptions = {},
-): Promise<{ server: Http2Server; port: number; sessions: ServerHttp2Session[]; sockets: net.Socket[] }> {
-  const s = http2.createServer(options);
-  const sessions: ServerHttp2Session[] = [];
-  const sockets: net.Socket[] = [];
-  s.on('connection', (socket: net.Socket) => sockets.push(socket));
-  s.on('session', (session) => sessions.push(session));
-  s.on('stream', (stream, headers) => {
-    stream.on('error', () => undefined);
-    onStream(stream, headers);
-  });
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  cleanups.push(() => {
-    for (const session of sessions) session.destroy();
-    return new Promise((r) => s.close(r));
-  });
-  return { server: s, port: (s.address() as AddressInfo).port, sessions, sockets };
+async function server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, options: http2.ServerOptions = {}): Promise<TestH2Server> {
+  const s = await startH2Server(onStream, options);
+  cleanups.push(() => s.close());
+  return s;
 }
 
 function connect(port: number, options = {}): H2Connection {
@@ -391,12 +377,7 @@ describe('H2Connection against node:http2', () => {
   });
 
   it('fails a connection nobody listens on: the streams close unsent, with no id', async () => {
-    const probe = net.createServer();
-    probe.listen(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
-    const c = connect(port);
+    const c = connect(await freePort());
     const errors: Error[] = [];
     c.on('error', (e: Error) => errors.push(e));
     const s = c.request(request());

@@ -1,13 +1,13 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { once } from 'node:events';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import net, { type AddressInfo } from 'node:net';
 import { context, propagation, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { EchoClient, startEchoServer } from '../../test/fixtures/echo-service.js';
+import { freePort } from '../../test/support/free-port.js';
+import { startH2Server } from '../../test/support/h2-server.js';
 import { decodeStatus, isServiceError } from '../../services/runtime/grpc-status.js';
 import { waitFor } from '../../services/runtime/testing/wait.js';
 import { grpcFrame } from '../../services/runtime/unary-stream.js';
@@ -42,25 +42,15 @@ function upstreamTo(port: number): H2Upstream {
 /** A plain node:http2 server answering each stream with `answer`; what it saw is in `seen`. */
 async function rawReplica(answer: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void) {
   const seen: { headers: IncomingHttpHeaders; rstCode?: number }[] = [];
-  const server = http2.createServer();
-  server.on('stream', (stream, headers) => {
+  const server = await startH2Server((stream, headers) => {
     const entry: { headers: IncomingHttpHeaders; rstCode?: number } = { headers };
     seen.push(entry);
     stream.on('close', () => (entry.rstCode = stream.rstCode));
-    stream.on('error', () => undefined);
     stream.resume();
     answer(stream, headers);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => sessions.add(s));
-  cleanups.push(() => {
-    for (const s of sessions) s.destroy();
-    return new Promise((r) => server.close(r));
-  });
-  return { upstream: upstreamTo(port), seen };
+  cleanups.push(() => server.close());
+  return { upstream: upstreamTo(server.port), seen };
 }
 
 const grpcHeaders = { ':status': 200, 'content-type': 'application/grpc' };
@@ -220,12 +210,7 @@ describe('typed calls over an H2Upstream', () => {
   });
 
   it('answers UNAVAILABLE when the replica cannot be reached or vanishes mid-answer (so the routing may retry)', async () => {
-    const closed = net.createServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((r) => closed.close(r));
-    const refused = await failure(unaryCall(upstreamTo(port), echo, { text: 'a' }));
+    const refused = await failure(unaryCall(upstreamTo(await freePort()), echo, { text: 'a' }));
     expect(refused.code).toBe(14);
     expect(refused.details).toContain('could not be reached');
 

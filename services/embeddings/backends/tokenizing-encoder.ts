@@ -83,7 +83,6 @@ export function monotonicMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-const now = monotonicMs;
 
 export class TokenizingEncoder {
   constructor(
@@ -95,7 +94,7 @@ export class TokenizingEncoder {
   ) {}
 
   async run({ bytes, rows: meta }: TextBatch): Promise<EncodedBatch> {
-    const startedAt = now();
+    const startedAt = monotonicMs();
     const n = meta.length / 4;
     const utf8 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const counts = new Int32Array(2 * n);
@@ -108,7 +107,7 @@ export class TokenizingEncoder {
       counts[r] = e.ids.length;
       counts[n + r] = e.fullLength;
     }
-    const ran = now();
+    const ran = monotonicMs();
     const values = new Float32Array(n * this.dimensions);
     let runs = 0;
     for (const [start, end] of pieces(counts.subarray(0, n), this.maxBatchTokens)) {
@@ -122,7 +121,7 @@ export class TokenizingEncoder {
       if (meta[3 * n + r]! & NORMALIZE) normalizeRange(values, at, at + (meta[2 * n + r]! || this.dimensions));
       if (counts[r]! > width) width = counts[r]!;
     }
-    return { values, counts, startedAt, tokenizeMs: ran - startedAt, runMs: now() - ran, width, runs };
+    return { values, counts, startedAt, tokenizeMs: ran - startedAt, runMs: monotonicMs() - ran, width, runs };
   }
 }
 
